@@ -1,0 +1,1490 @@
+#!/usr/bin/env python3
+"""asgi-start: serve an ASGI app with Gunicorn + Uvicorn workers, Uvicorn or Hypercorn.
+
+One file, standard library only, Python 3.9+. Copy it into any image and run
+``python start.py``. It reads the environment, finds the app without importing
+it, sizes the worker pool from the CPUs the container really has, runs the
+pre-start script and then replaces itself with the server (``os.execve``), so
+the server is the process the container runtime signals.
+
+The file reads top to bottom as a pipeline:
+
+    environment -> settings -> plan -> effects
+
+``parse_settings`` turns a mapping of strings into a ``Settings`` object;
+``probe_facts`` looks at the machine (files, installed packages, CPUs);
+``plan_launch`` turns both into the exact argv; only ``main`` runs anything.
+The default config files (gunicorn_conf.py, hypercorn_conf.py) import this
+file and call ``gunicorn_config`` / ``hypercorn_config`` so that the parsing
+and the worker arithmetic live here only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; only type checkers need it
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, Callable, NoReturn
+
+__version__ = "1.0.0"
+
+PROG = "asgi-start"
+SERVERS = ("gunicorn", "uvicorn", "hypercorn")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+TRUE_WORDS = ("1", "true", "yes", "y")
+FALSE_WORDS = ("0", "false", "no", "n")
+HYPERCORN_WORKER_CLASSES = ("asyncio", "uvloop", "trio")
+# Gunicorn's short names for its own worker classes (gunicorn.workers.SUPPORTED_WORKERS).
+GUNICORN_WORKER_ALIASES = ("sync", "eventlet", "gevent", "tornado", "gthread", "asgi")
+# The package each importable name comes from, for "install X" messages.
+PACKAGE_OF_MODULE = {
+    "gunicorn": "gunicorn",
+    "uvicorn": "uvicorn",
+    "hypercorn": "hypercorn",
+    "uvicorn_worker": "uvicorn-worker",
+    "uvloop": "uvloop",
+    "trio": "trio",
+}
+# Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
+UVICORN_SOCKET_FD = 3
+
+
+class ConfigError(Exception):
+    """One or more problems with the configuration; each is one line for the user."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+# --------------------------------------------------------------------------
+# Value parsers. Each takes the raw string and returns the typed value, or
+# raises ValueError whose text says what is accepted.
+# --------------------------------------------------------------------------
+
+
+def parse_bool(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"a boolean: {' '.join(TRUE_WORDS)} / {' '.join(FALSE_WORDS)}")
+
+
+def _parse_int(raw: str, minimum: int, maximum: int | None = None) -> int:
+    accepted = f"a whole number from {minimum} to {maximum}" if maximum else f"a whole number >= {minimum}"
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        raise ValueError(accepted) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(accepted)
+    return value
+
+
+def parse_positive_int(raw: str) -> int:
+    return _parse_int(raw, 1)
+
+
+def parse_seconds(raw: str) -> int:
+    return _parse_int(raw, 0)
+
+
+def parse_port(raw: str) -> int:
+    return _parse_int(raw, 1, 65535)
+
+
+def parse_positive_number(raw: str) -> float:
+    accepted = "a number > 0 (fractions allowed, e.g. 0.5)"
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(accepted) from None
+    if not (0 < value < float("inf")):
+        raise ValueError(accepted)
+    return value
+
+
+def parse_cpu_count(raw: str) -> int | None:
+    # CPython 3.13's PYTHON_CPU_COUNT also accepts "default": use the system's count.
+    if raw.strip().lower() == "default":
+        return None
+    try:
+        return _parse_int(raw, 1)
+    except ValueError:
+        raise ValueError("a whole number >= 1, or 'default'") from None
+
+
+def parse_log_level(raw: str) -> str:
+    level = raw.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"one of {' '.join(LOG_LEVELS)}")
+    return level
+
+
+def parse_server(raw: str) -> str:
+    server = raw.strip().lower()
+    if server not in SERVERS:
+        raise ValueError(f"one of {' '.join(SERVERS)}")
+    return server
+
+
+def parse_text(raw: str) -> str:
+    return raw
+
+
+def _is_dotted_name(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def parse_module_name(raw: str) -> str:
+    name = raw.strip()
+    if not _is_dotted_name(name):
+        raise ValueError("a dotted module name such as app.main")
+    return name
+
+
+def parse_attribute_name(raw: str) -> str:
+    name = raw.strip()
+    if not _is_dotted_name(name):
+        raise ValueError("a Python attribute name such as app")
+    return name
+
+
+def parse_app_module(raw: str) -> str:
+    text = raw.strip()
+    module, colon, attribute = text.partition(":")
+    if not colon or not _is_dotted_name(module) or not _is_dotted_name(attribute):
+        raise ValueError("module:attribute, e.g. app.main:app")
+    return text
+
+
+def split_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def parse_address(raw: str) -> str:
+    """One listening address: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N."""
+    text = raw.strip()
+    accepted = "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
+    if text.startswith("unix:"):
+        if len(text) == len("unix:"):
+            raise ValueError(accepted)
+        return text
+    if text.startswith("fd://"):
+        _parse_int(text[len("fd://") :], 0)
+        return text
+    host, port = split_host_port(text)
+    if not host or port is None:
+        raise ValueError(accepted)
+    return text
+
+
+def split_host_port(address: str) -> tuple[str, int | None]:
+    """'h:80' -> ('h', 80); '[::1]:80' -> ('::1', 80); anything unusable -> ('', None)."""
+    if address.startswith("["):
+        host, bracket, rest = address[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            return "", None
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = address.rpartition(":")
+        if not colon or ":" in host:
+            return "", None
+    try:
+        return host, parse_port(port_text)
+    except ValueError:
+        return "", None
+
+
+def parse_address_list(raw: str) -> list[str]:
+    addresses = split_list(raw)
+    if not addresses:
+        raise ValueError("one or more comma-separated HOST:PORT addresses")
+    return [parse_address(address) for address in addresses]
+
+
+def parse_host(raw: str) -> str:
+    host = raw.strip()
+    if not host or any(char in host for char in " /[]"):
+        raise ValueError("a host name or IP address such as 0.0.0.0 or ::")
+    return host
+
+
+def parse_path(raw: str) -> str:
+    return raw.strip()
+
+
+def parse_path_list(raw: str) -> list[str]:
+    return split_list(raw)
+
+
+def parse_http_path(raw: str) -> str:
+    path = raw.strip()
+    if not path.startswith("/") or any(ord(char) < 33 for char in path):
+        raise ValueError("a URL path starting with / and without spaces")
+    return path
+
+
+# --------------------------------------------------------------------------
+# The table of environment variables: the one source for parsing, --help and
+# the README's table. A default of None means "computed"; `shown` says how.
+# --------------------------------------------------------------------------
+
+
+class Var:
+    __slots__ = ("aliases", "default", "empty_is_value", "group", "help", "name", "parse", "shown")
+
+    def __init__(
+        self,
+        name: str,
+        parse: Callable[[str], Any],
+        default: str | None,
+        help: str,
+        group: str,
+        shown: str = "",
+        aliases: tuple[str, ...] = (),
+        empty_is_value: bool = False,
+    ) -> None:
+        self.name = name
+        self.parse = parse
+        self.default = default
+        self.shown = shown or (f"`{default}`" if default is not None else "unset")
+        self.help = help
+        self.group = group
+        self.aliases = aliases
+        self.empty_is_value = empty_is_value
+
+    @property
+    def attribute(self) -> str:
+        return self.name.lower()
+
+
+APP = "Which server, which app"
+WORKERS = "Workers"
+LISTEN = "Where it listens"
+TIMES = "Time limits"
+LOGS = "Logs"
+CLASSES = "Worker class and config files"
+PRESTART = "Pre-start and health check"
+
+# fmt: off
+VARIABLES = (
+    Var("SERVER", parse_server, "gunicorn", "`gunicorn` (Gunicorn master, Uvicorn workers), `uvicorn` (Uvicorn alone, its own `--workers` manager) or `hypercorn`", APP, aliases=("PROCESS_MANAGER",)),
+    Var("APP_MODULE", parse_app_module, None, "the `module:attribute` to serve; the module must exist on disk", APP, shown="`MODULE_NAME:VARIABLE_NAME`"),
+    Var("MODULE_NAME", parse_module_name, None, "module holding the app", APP, shown="`app.main` if `app/main.py` exists, else `main` if `main.py` exists"),
+    Var("VARIABLE_NAME", parse_attribute_name, "app", "attribute holding the ASGI app", APP),
+    Var("WITH_RELOAD", parse_bool, "false", "development: one process, restart on code change (Uvicorn’s reloader for gunicorn/uvicorn, Hypercorn’s own for hypercorn)", APP),
+    Var("RELOAD_DIRS", parse_path_list, None, "comma-separated directories to watch (Uvicorn; Hypercorn watches the loaded modules)", APP, shown="app directory"),
+    Var("WEB_CONCURRENCY", parse_positive_int, None, "exact number of worker processes (integer >= 1); wins over the computed count and over `MAX_WORKERS`", WORKERS),
+    Var("WORKERS_PER_CORE", parse_positive_number, "1", "workers per effective CPU (number > 0, fractions allowed)", WORKERS),
+    Var("MAX_WORKERS", parse_positive_int, None, "upper bound on the computed count (integer >= 1)", WORKERS),
+    Var("PYTHON_CPU_COUNT", parse_cpu_count, None, "overrides the effective CPU count (as in CPython 3.13)", WORKERS),
+    Var("HOST", parse_host, "0.0.0.0", "address inside the container", LISTEN),
+    Var("PORT", parse_port, "80", "plain-HTTP port; setting both names to different values is an error", LISTEN, aliases=("TCP_PORT",)),
+    Var("BIND", parse_address_list, None, "address(es) actually bound, comma-separated: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`", LISTEN, shown="`HOST:PORT` (`HOST:SSL_PORT` when `USE_SSL`)"),
+    Var("USE_SSL", parse_bool, "false", "serve TLS on `SSL_PORT`; requires `CERTFILE` and `KEYFILE`", LISTEN),
+    Var("USE_TCP", parse_bool, None, "with `USE_SSL`: also serve plain HTTP on `HOST:PORT` (Hypercorn’s `INSECURE_BIND`; setting it true under another server is an error)", LISTEN, shown="`true` under Hypercorn"),
+    Var("SSL_PORT", parse_port, "443", "TLS port", LISTEN),
+    Var("INSECURE_BIND", parse_address_list, None, "Hypercorn’s plain listener beside the TLS one", LISTEN, shown="`HOST:PORT` when `USE_SSL` and `USE_TCP`"),
+    Var("QUIC_BIND", parse_address_list, None, "Hypercorn HTTP/3 listener (needs TLS)", LISTEN),
+    Var("CERTFILE", parse_path, None, "TLS certificate chain (all three servers); with `KEYFILE` it turns TLS on", LISTEN),
+    Var("KEYFILE", parse_path, None, "TLS private key", LISTEN),
+    Var("CA_CERTS", parse_path, None, "CA bundle for client certificates", LISTEN),
+    Var("CIPHERS", parse_text, None, "TLS cipher string", LISTEN, shown="`ECDHE+AESGCM` under Hypercorn; the server’s own elsewhere"),
+    Var("BACKLOG", parse_positive_int, None, "pending-connection queue", LISTEN, shown="the server’s own (2048); `100` under Hypercorn"),
+    Var("FORWARDED_ALLOW_IPS", parse_text, None, "proxies trusted for `X-Forwarded-*` headers (Gunicorn, Uvicorn)", LISTEN, shown="the server’s own (`127.0.0.1`)"),
+    Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES),
+    Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers)", TIMES),
+    Var("KEEP_ALIVE", parse_seconds, "5", "idle keep-alive seconds (all servers)", TIMES),
+    Var("MAX_REQUESTS", parse_positive_int, None, "recycle a worker after this many requests", TIMES),
+    Var("MAX_REQUESTS_JITTER", parse_positive_int, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES),
+    Var("LOG_LEVEL", parse_log_level, "info", "`debug info warning error critical` (any case)", LOGS),
+    Var("ACCESS_LOG", parse_path, "-", "`-` is stdout, else a file path; empty disables the access log at its source", LOGS, empty_is_value=True),
+    Var("ERROR_LOG", parse_path, "-", "`-` is stderr, else a file path; empty disables", LOGS, empty_is_value=True),
+    Var("WORKER_CLASS", parse_text, None, "Gunicorn: any worker class path or `asgi`; Hypercorn: `asyncio`, `uvloop`, `trio`", CLASSES, shown="Gunicorn: `uvicorn_worker.UvicornWorker` (else `uvicorn.workers.UvicornWorker` if `uvicorn-worker` is absent); Hypercorn: `asyncio`"),
+    Var("GUNICORN_CONF", parse_path, None, "Gunicorn config file (path, or `python:module`)", CLASSES, shown="`gunicorn_conf.py`, else `app/gunicorn_conf.py`, else the default beside start.py"),
+    Var("HYPERCORN_CONF", parse_path, None, "Hypercorn config (a path, `file:` path, `python:` module, or a `.toml` file)", CLASSES, shown="`hypercorn_conf.py`, else `app/hypercorn_conf.py`, else the default beside start.py"),
+    Var("GUNICORN_CMD_ARGS", parse_text, None, "read by Gunicorn itself; wins over the config file", CLASSES),
+    Var("PRE_START_PATH", parse_path, None, "run before the server: `.py` with start.py’s interpreter, `.sh` with `sh`, else executed directly; a non-zero exit stops the start with that status; a path given here must exist", PRESTART, shown="`prestart.py`, else `prestart.sh`, if present"),
+    Var("HEALTHCHECK_PATH", parse_http_path, "/", "path requested by `start.py --healthcheck` (the image’s HEALTHCHECK); healthy below status 500", PRESTART),
+)
+# fmt: on
+VARIABLES_BY_NAME = {var.name: var for var in VARIABLES}
+
+
+class Settings:
+    """The environment, parsed and checked. Attribute names are the variable names in lower case."""
+
+    server: str
+    app_module: str | None
+    module_name: str | None
+    variable_name: str
+    with_reload: bool
+    reload_dirs: list[str] | None
+    web_concurrency: int | None
+    workers_per_core: float
+    max_workers: int | None
+    python_cpu_count: int | None
+    host: str
+    port: int
+    bind: list[str] | None
+    use_ssl: bool
+    use_tcp: bool | None
+    ssl_port: int
+    insecure_bind: list[str] | None
+    quic_bind: list[str] | None
+    certfile: str | None
+    keyfile: str | None
+    ca_certs: str | None
+    ciphers: str | None
+    backlog: int | None
+    forwarded_allow_ips: str | None
+    timeout: int
+    graceful_timeout: int
+    keep_alive: int
+    max_requests: int | None
+    max_requests_jitter: int | None
+    log_level: str
+    access_log: str
+    error_log: str
+    worker_class: str | None
+    gunicorn_conf: str | None
+    hypercorn_conf: str | None
+    gunicorn_cmd_args: str | None
+    pre_start_path: str | None
+    healthcheck_path: str
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certfile and self.keyfile)
+
+
+def read_variable(var: Var, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The raw value and the name it was found under; aliases must agree with the main name."""
+    found = [(name, environ[name]) for name in (var.name, *var.aliases) if name in environ]
+    if not var.empty_is_value:
+        found = [(name, raw) for name, raw in found if raw.strip()]
+    if not found:
+        return None, None
+    name, raw = found[0]
+    for other_name, other_raw in found[1:]:
+        if other_raw.strip() != raw.strip():
+            raise ValueError(f"{name}={raw!r} and {other_name}={other_raw!r} disagree; set one of them")
+    return raw, name
+
+
+def parse_settings(environ: Mapping[str, str]) -> Settings:
+    """Every variable of the table, parsed; all problems are reported together."""
+    values: dict[str, Any] = {}
+    problems = []
+    for var in VARIABLES:
+        try:
+            raw, name = read_variable(var, environ)
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if raw is None:
+            raw, name = var.default, var.name
+        if raw is None:
+            values[var.attribute] = None
+            continue
+        try:
+            values[var.attribute] = var.parse(raw)
+        except ValueError as error:
+            problems.append(f"{name}={raw!r} is not valid; expected {error}")
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(values)
+    problems = check_combinations(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def check_combinations(settings: Settings) -> list[str]:
+    """Problems that only show when two settings meet."""
+    problems = []
+    hypercorn = settings.server == "hypercorn"
+    if settings.use_ssl and not settings.tls:
+        problems.append("USE_SSL=true needs both CERTFILE and KEYFILE (a certificate chain and its private key)")
+    if bool(settings.certfile) != bool(settings.keyfile):
+        missing = "KEYFILE" if settings.certfile else "CERTFILE"
+        problems.append(f"{missing} is missing: CERTFILE and KEYFILE go together")
+    if not hypercorn:
+        if settings.use_ssl and settings.use_tcp:
+            problems.append(
+                f"USE_TCP=true (plain HTTP beside TLS) works only with SERVER=hypercorn, not {settings.server}"
+            )
+        for name in ("INSECURE_BIND", "QUIC_BIND"):
+            if getattr(settings, name.lower()):
+                problems.append(f"{name} works only with SERVER=hypercorn, not {settings.server}")
+    else:
+        if settings.forwarded_allow_ips:
+            problems.append(
+                "FORWARDED_ALLOW_IPS is not supported by SERVER=hypercorn (use its ProxyFixMiddleware in the app)"
+            )
+        if settings.use_ssl and settings.use_tcp is not False and not settings.insecure_bind:
+            if settings.ssl_port == settings.port:
+                problems.append(
+                    f"SSL_PORT={settings.ssl_port} equals PORT: TLS and plain HTTP (USE_TCP) need different ports"
+                )
+        if settings.quic_bind and not settings.tls:
+            problems.append("QUIC_BIND needs TLS: set CERTFILE and KEYFILE")
+        if settings.worker_class and settings.worker_class not in HYPERCORN_WORKER_CLASSES:
+            problems.append(
+                f"WORKER_CLASS={settings.worker_class!r} is not valid for SERVER=hypercorn; expected one of {' '.join(HYPERCORN_WORKER_CLASSES)}"
+            )
+    if settings.server == "uvicorn" and settings.bind and len(settings.bind) > 1:
+        problems.append(f"BIND={','.join(settings.bind)!r}: SERVER=uvicorn binds one address only")
+    if settings.max_requests_jitter and not settings.max_requests:
+        problems.append("MAX_REQUESTS_JITTER needs MAX_REQUESTS")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# Probing the machine. Small functions, each taking the root or directory it
+# reads, so that tests can hand them fixture trees.
+# --------------------------------------------------------------------------
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def _under(root: str, absolute: str) -> str:
+    return os.path.join(root, absolute.lstrip("/"))
+
+
+def affinity_cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_proc_cgroup(text: str) -> list[tuple[str, frozenset[str], str]]:
+    """Lines of /proc/self/cgroup as (hierarchy id, controllers, path)."""
+    memberships = []
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            memberships.append((parts[0], frozenset(filter(None, parts[1].split(","))), parts[2]))
+    return memberships
+
+
+def _unescape_mount_field(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        field = field.replace(code, chr(int(code[1:], 8)))
+    return field
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str, str, frozenset[str]]]:
+    """Lines of /proc/self/mountinfo as (root, mount point, fs type, super options)."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        separator = fields.index("-")
+        if separator < 5 or len(fields) < separator + 4:
+            continue
+        mounts.append(
+            (
+                _unescape_mount_field(fields[3]),
+                _unescape_mount_field(fields[4]),
+                fields[separator + 1],
+                frozenset(fields[separator + 3].split(",")),
+            )
+        )
+    return mounts
+
+
+def cgroup_directory(root: str, mount_root: str, mount_point: str, cgroup_path: str) -> str:
+    """Where this process's cgroup appears in the mounted hierarchy (as the JVM resolves it)."""
+    if mount_root == "/":
+        relative = cgroup_path
+    elif cgroup_path == mount_root or cgroup_path.startswith(mount_root.rstrip("/") + "/"):
+        relative = cgroup_path[len(mount_root) :]
+    else:
+        relative = "/"
+    directory = _under(root, mount_point.rstrip("/") + "/" + relative.lstrip("/"))
+    return directory if os.path.isdir(directory) else _under(root, mount_point)
+
+
+def read_cpu_limit(directory: str, version: int) -> float | None:
+    """The CPU limit set in one cgroup directory, in CPUs; None when unlimited or unreadable."""
+    try:
+        if version == 2:
+            text = _read(os.path.join(directory, "cpu.max"))
+            if text is None:
+                return None
+            quota_text, period_text = text.split()
+            if quota_text == "max":
+                return None
+        else:
+            quota_text = _read(os.path.join(directory, "cpu.cfs_quota_us")) or ""
+            period_text = _read(os.path.join(directory, "cpu.cfs_period_us")) or ""
+        quota, period = int(quota_text), int(period_text)
+    except ValueError:
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return quota / period
+
+
+def lowest_cpu_limit_up(directory: str, mount_point: str, version: int) -> float | None:
+    """The lowest limit from `directory` up to and including the mount point."""
+    limits = []
+    mount_point = os.path.normpath(mount_point)
+    current = os.path.normpath(directory)
+    while True:
+        limit = read_cpu_limit(current, version)
+        if limit is not None:
+            limits.append(limit)
+        if current == mount_point or not current.startswith(mount_point + os.sep):
+            break
+        current = os.path.dirname(current)
+    return min(limits) if limits else None
+
+
+def cgroup_cpu_limit(root: str = "/") -> float | None:
+    """This process's CPU quota in CPUs (cgroup v1 or v2), lowest up the hierarchy; None if none."""
+    cgroup_text = _read(_under(root, "/proc/self/cgroup"))
+    mountinfo_text = _read(_under(root, "/proc/self/mountinfo"))
+    if not cgroup_text or not mountinfo_text:
+        return None
+    mounts = parse_mountinfo(mountinfo_text)
+    limits = []
+    for hierarchy, controllers, path in parse_proc_cgroup(cgroup_text):
+        if hierarchy == "0" and not controllers:
+            version = 2
+            candidates = [m for m in mounts if m[2] == "cgroup2"]
+        elif "cpu" in controllers:
+            version = 1
+            candidates = [m for m in mounts if m[2] == "cgroup" and "cpu" in m[3]]
+        else:
+            continue
+        for mount_root, mount_point, _, _ in candidates[:1]:
+            directory = cgroup_directory(root, mount_root, mount_point, path)
+            limit = lowest_cpu_limit_up(directory, _under(root, mount_point), version)
+            if limit is not None:
+                limits.append(limit)
+    return min(limits) if limits else None
+
+
+class CpuCount:
+    """The effective CPU count and where it came from, for the summary line."""
+
+    def __init__(self, count: int, source: str) -> None:
+        self.count = count
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"CpuCount({self.count}, {self.source!r})"
+
+
+def effective_cpu_count(settings: Settings, root: str = "/", affinity: int | None = None) -> CpuCount:
+    if settings.python_cpu_count:
+        return CpuCount(settings.python_cpu_count, "PYTHON_CPU_COUNT")
+    available = affinity if affinity is not None else affinity_cpu_count()
+    quota = cgroup_cpu_limit(root)
+    if quota is not None:
+        limited = max(1, -int(-quota // 1))  # ceil without importing math
+        if limited < available:
+            return CpuCount(limited, f"cgroup quota {quota:g}")
+    return CpuCount(max(1, available), "CPU affinity")
+
+
+def compute_workers(settings: Settings, cpus: CpuCount) -> tuple[int, str]:
+    """The worker count and a sentence saying how it was reached."""
+    if settings.with_reload:
+        return 1, "1 worker (WITH_RELOAD runs one process)"
+    if settings.web_concurrency:
+        count = settings.web_concurrency
+        reason = f"{count} worker{'s' if count > 1 else ''} = WEB_CONCURRENCY"
+        if settings.max_workers and count > settings.max_workers:
+            reason += f" (exact; MAX_WORKERS {settings.max_workers} caps only the computed count)"
+        return count, reason
+    # A tiny epsilon keeps 0.29 × 100 from flooring to 28.
+    product = int(settings.workers_per_core * cpus.count + 1e-9)
+    count = max(product, 2)
+    reason = f"{cpus.count} CPU{'s' if cpus.count > 1 else ''} ({cpus.source}) × WORKERS_PER_CORE {settings.workers_per_core:g}"
+    if product < 2:
+        reason += ", raised to the minimum of 2"
+    if settings.max_workers and count > settings.max_workers:
+        count = settings.max_workers
+        reason += f", capped by MAX_WORKERS {settings.max_workers}"
+    return count, f"{count} worker{'s' if count > 1 else ''} = {reason}"
+
+
+def module_search_path(app_dir: str) -> list[str]:
+    """Where the server will look for the app: the app directory, then this interpreter's path.
+
+    sys.path[0] is start.py's own directory, which the server will not have.
+    """
+    return [app_dir] + [entry for entry in sys.path[1:] if entry]
+
+
+def module_exists(name: str, search_path: Sequence[str]) -> bool:
+    """Whether `name` (dotted) can be found on disk, without importing anything."""
+    from importlib.machinery import PathFinder
+
+    path: Sequence[str] | None = list(search_path)
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        # Only the last name: a dotted one would make importlib look its parent up in sys.modules.
+        spec = PathFinder.find_spec(parts[depth - 1], path)
+        if spec is None:
+            return False
+        locations = spec.submodule_search_locations
+        if locations is None:
+            if depth < len(parts):
+                return False  # a plain module has no submodules
+        elif not isinstance(locations, list):
+            # A namespace package's _NamespacePath recomputes itself from its parent's
+            # path; its directories are simply these.
+            locations = [os.path.join(entry, parts[depth - 1]) for entry in path or ()]
+            locations = [entry for entry in locations if os.path.isdir(entry)]
+        path = locations
+    return True
+
+
+def is_installed(module: str) -> bool:
+    """Whether a top-level module can be imported by this interpreter (nothing is imported)."""
+    from importlib.machinery import PathFinder
+
+    return PathFinder.find_spec(module, [entry for entry in sys.path if entry]) is not None
+
+
+class Facts:
+    """What planning needs to know about the machine, gathered in one place."""
+
+    def __init__(
+        self,
+        app_dir: str,
+        start_dir: str,
+        cpus: CpuCount,
+        installed: Callable[[str], bool],
+        search_path: Sequence[str],
+        dev_shm: bool,
+    ) -> None:
+        self.app_dir = app_dir
+        self.start_dir = start_dir
+        self.cpus = cpus
+        self.installed = installed
+        self.search_path = list(search_path)
+        self.dev_shm = dev_shm
+
+    def path(self, relative: str) -> str:
+        return os.path.normpath(os.path.join(self.app_dir, relative))
+
+    def is_file(self, relative: str) -> bool:
+        return os.path.isfile(self.path(relative))
+
+
+def probe_facts(settings: Settings, app_dir: str | None = None, root: str = "/") -> Facts:
+    app_dir = os.path.abspath(app_dir or os.getcwd())
+    return Facts(
+        app_dir=app_dir,
+        start_dir=os.path.dirname(os.path.abspath(__file__)),
+        cpus=effective_cpu_count(settings, root),
+        installed=is_installed,
+        search_path=module_search_path(app_dir),
+        dev_shm=os.path.isdir(_under(root, "/dev/shm")) and os.access(_under(root, "/dev/shm"), os.W_OK),
+    )
+
+
+# --------------------------------------------------------------------------
+# Planning: settings + facts -> what to run. Pure: it reads files' presence
+# through Facts and returns data; it runs nothing.
+# --------------------------------------------------------------------------
+
+
+def find_app_module(settings: Settings, facts: Facts) -> str:
+    if settings.app_module:
+        module = settings.app_module.partition(":")[0]
+        if not module_exists(module, facts.search_path):
+            raise ConfigError(
+                [
+                    f"APP_MODULE={settings.app_module!r}: module {module!r} not found in {facts.app_dir} or on the Python path"
+                ]
+            )
+        return settings.app_module
+    if settings.module_name:
+        if not module_exists(settings.module_name, facts.search_path):
+            raise ConfigError(
+                [f"MODULE_NAME={settings.module_name!r}: module not found in {facts.app_dir} or on the Python path"]
+            )
+        return f"{settings.module_name}:{settings.variable_name}"
+    for relative, module in (("app/main.py", "app.main"), ("main.py", "main")):
+        if facts.is_file(relative):
+            return f"{module}:{settings.variable_name}"
+    raise ConfigError(
+        [
+            f"no app found: looked for {facts.path('app/main.py')} and {facts.path('main.py')}; set APP_MODULE (e.g. APP_MODULE=mypackage.web:app)"
+        ]
+    )
+
+
+def find_config_file(variable: str, given: str | None, default_name: str, facts: Facts) -> str | None:
+    """A config file named by `variable`, else one in the app directory, else the default beside start.py."""
+    if given:
+        prefix, colon, rest = given.partition(":")
+        if colon and prefix == "python":
+            if not _is_dotted_name(rest) or not module_exists(rest, facts.search_path):
+                raise ConfigError([f"{variable}={given!r}: module {rest!r} not found"])
+            return given
+        path = rest if colon and prefix == "file" else given
+        if not facts.is_file(path):
+            raise ConfigError([f"{variable}={given!r}: no such file {facts.path(path)}"])
+        return ("file:" if colon and prefix == "file" else "") + facts.path(path)
+    for candidate in (default_name, os.path.join("app", default_name)):
+        if facts.is_file(candidate):
+            return facts.path(candidate)
+    beside_start = os.path.join(facts.start_dir, default_name)
+    return beside_start if os.path.isfile(beside_start) else None
+
+
+def find_prestart(settings: Settings, facts: Facts) -> list[str] | None:
+    """The command that runs the pre-start script, or None."""
+    if settings.pre_start_path:
+        path = facts.path(settings.pre_start_path)
+        if not os.path.isfile(path):
+            raise ConfigError([f"PRE_START_PATH={settings.pre_start_path!r}: no such file {path}"])
+    else:
+        found = [facts.path(name) for name in ("prestart.py", "prestart.sh") if facts.is_file(name)]
+        if not found:
+            return None
+        path = found[0]
+    if path.endswith(".py"):
+        return [sys.executable, path]
+    if path.endswith(".sh"):
+        return ["sh", path]
+    if not os.access(path, os.X_OK):
+        raise ConfigError(
+            [f"PRE_START_PATH={settings.pre_start_path or path!r}: {path} is neither .py, .sh nor executable"]
+        )
+    return [path]
+
+
+def default_binds(settings: Settings) -> list[str]:
+    if settings.bind:
+        return settings.bind
+    port = settings.ssl_port if settings.use_ssl else settings.port
+    return [join_host_port(settings.host, port)]
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def insecure_binds(settings: Settings) -> list[str]:
+    """Hypercorn's plain-HTTP listeners beside TLS ones."""
+    if settings.insecure_bind:
+        return settings.insecure_bind
+    if settings.use_ssl and settings.use_tcp is not False:
+        return [join_host_port(settings.host, settings.port)]
+    return []
+
+
+def check_paths(settings: Settings, facts: Facts) -> list[str]:
+    problems = []
+    for name in ("CERTFILE", "KEYFILE", "CA_CERTS"):
+        value = getattr(settings, name.lower())
+        if value and not facts.is_file(value):
+            problems.append(f"{name}={value!r}: no such file {facts.path(value)}")
+    for name in ("ACCESS_LOG", "ERROR_LOG"):
+        value = getattr(settings, name.lower())
+        if value and value != "-":
+            directory = os.path.dirname(facts.path(value))
+            if not os.path.isdir(directory):
+                problems.append(f"{name}={value!r}: directory {directory} does not exist")
+    for directory in settings.reload_dirs or ():
+        if not os.path.isdir(facts.path(directory)):
+            problems.append(f"RELOAD_DIRS: {facts.path(directory)} is not a directory")
+    return problems
+
+
+def log_target(value: str, facts: Facts) -> str | None:
+    """'-' stays '-', a path becomes absolute, empty means disabled (None)."""
+    if not value:
+        return None
+    return value if value == "-" else facts.path(value)
+
+
+def resolve_gunicorn_worker_class(settings: Settings, facts: Facts) -> str:
+    if settings.worker_class:
+        name = settings.worker_class.strip()
+        if name in GUNICORN_WORKER_ALIASES:
+            return name
+        if not _is_dotted_name(name) or "." not in name:
+            raise ConfigError(
+                [
+                    f"WORKER_CLASS={name!r} is not valid; expected a class path such as uvicorn_worker.UvicornWorker, or one of {' '.join(GUNICORN_WORKER_ALIASES)}"
+                ]
+            )
+        top = name.partition(".")[0]
+        if not facts.installed(top):
+            raise ConfigError(
+                [
+                    f"WORKER_CLASS={name!r}: module {top!r} is not installed (pip install {PACKAGE_OF_MODULE.get(top, top)})"
+                ]
+            )
+        return name
+    if facts.installed("uvicorn_worker"):
+        return "uvicorn_worker.UvicornWorker"
+    if facts.installed("uvicorn"):
+        return "uvicorn.workers.UvicornWorker"
+    raise ConfigError(["SERVER=gunicorn needs Uvicorn workers: pip install uvicorn-worker"])
+
+
+def gunicorn_settings(settings: Settings, facts: Facts, workers: int, worker_class: str) -> dict[str, Any]:
+    """Gunicorn's own setting names and values; both the config file and the command line use this."""
+    options: dict[str, Any] = {
+        "bind": default_binds(settings),
+        "workers": workers,
+        "worker_class": worker_class,
+        "loglevel": settings.log_level,
+        "accesslog": log_target(settings.access_log, facts),
+        # Gunicorn has no "off" for its error log; an empty ERROR_LOG means discard.
+        "errorlog": log_target(settings.error_log, facts) or os.devnull,
+        "timeout": settings.timeout,
+        "graceful_timeout": settings.graceful_timeout,
+        "keepalive": settings.keep_alive,
+        # Gunicorn >= 25.1 opens a control socket under $HOME or $XDG_RUNTIME_DIR by
+        # default; two instances share the path and read-only or home-less containers
+        # warn. The launcher does not use it, so it is off unless asked for.
+        "control_socket_disable": True,
+    }
+    if facts.dev_shm:
+        # The heartbeat file on an overlay filesystem can block workers (Gunicorn's FAQ).
+        options["worker_tmp_dir"] = "/dev/shm"
+    optional = {
+        "backlog": settings.backlog,
+        "max_requests": settings.max_requests,
+        "max_requests_jitter": settings.max_requests_jitter,
+        "certfile": settings.certfile and facts.path(settings.certfile),
+        "keyfile": settings.keyfile and facts.path(settings.keyfile),
+        "ca_certs": settings.ca_certs and facts.path(settings.ca_certs),
+        "ciphers": settings.ciphers,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
+    options.update({key: value for key, value in optional.items() if value})
+    return options
+
+
+# Gunicorn setting name -> its command-line flag (gunicorn/config.py).
+GUNICORN_FLAGS = {
+    "bind": "--bind",
+    "workers": "--workers",
+    "worker_class": "--worker-class",
+    "loglevel": "--log-level",
+    "accesslog": "--access-logfile",
+    "errorlog": "--error-logfile",
+    "timeout": "--timeout",
+    "graceful_timeout": "--graceful-timeout",
+    "keepalive": "--keep-alive",
+    "control_socket_disable": "--no-control-socket",
+    "worker_tmp_dir": "--worker-tmp-dir",
+    "backlog": "--backlog",
+    "max_requests": "--max-requests",
+    "max_requests_jitter": "--max-requests-jitter",
+    "certfile": "--certfile",
+    "keyfile": "--keyfile",
+    "ca_certs": "--ca-certs",
+    "ciphers": "--ciphers",
+    "forwarded_allow_ips": "--forwarded-allow-ips",
+}
+
+
+def as_flags(options: Mapping[str, Any], flags: Mapping[str, str]) -> list[str]:
+    """Settings as command-line flags: lists repeat the flag, True is a bare flag, None is left out."""
+    argv: list[str] = []
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = flags[key]
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def hypercorn_settings(settings: Settings, facts: Facts, workers: int) -> dict[str, Any]:
+    """Hypercorn's own Config attribute names and values."""
+    options: dict[str, Any] = {
+        "bind": default_binds(settings),
+        "insecure_bind": insecure_binds(settings),
+        "quic_bind": settings.quic_bind or [],
+        "workers": workers,
+        "worker_class": settings.worker_class or "asyncio",
+        "loglevel": settings.log_level,
+        "accesslog": log_target(settings.access_log, facts),
+        "errorlog": log_target(settings.error_log, facts),
+        "keep_alive_timeout": settings.keep_alive,
+        "graceful_timeout": settings.graceful_timeout,
+        "backlog": settings.backlog or 100,
+        "use_reloader": settings.with_reload,
+    }
+    optional = {
+        "max_requests": settings.max_requests,
+        "max_requests_jitter": settings.max_requests_jitter,
+        "certfile": settings.certfile and facts.path(settings.certfile),
+        "keyfile": settings.keyfile and facts.path(settings.keyfile),
+        "ca_certs": settings.ca_certs and facts.path(settings.ca_certs),
+        "ciphers": settings.ciphers,
+    }
+    options.update({key: value for key, value in optional.items() if value})
+    return options
+
+
+HYPERCORN_FLAGS = {
+    "bind": "--bind",
+    "insecure_bind": "--insecure-bind",
+    "quic_bind": "--quic-bind",
+    "workers": "--workers",
+    "worker_class": "--worker-class",
+    "loglevel": "--log-level",
+    "accesslog": "--access-logfile",
+    "errorlog": "--error-logfile",
+    "keep_alive_timeout": "--keep-alive",
+    "graceful_timeout": "--graceful-timeout",
+    "backlog": "--backlog",
+    "use_reloader": "--reload",
+    "max_requests": "--max-requests",
+    "certfile": "--certfile",
+    "keyfile": "--keyfile",
+    "ca_certs": "--ca-certs",
+    "ciphers": "--ciphers",
+}
+
+
+class Plan:
+    """Everything start.py will do, as data. `--dry-run` prints it."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.server: str = fields["server"]
+        self.requested_server: str = fields["requested_server"]
+        self.argv: list[str] = fields["argv"]
+        self.env: dict[str, str] = fields.get("env") or {}
+        self.app_module: str = fields["app_module"]
+        self.workers: int = fields["workers"]
+        self.workers_reason: str = fields["workers_reason"]
+        self.cpus: CpuCount = fields["cpus"]
+        self.bind: list[str] = fields["bind"]
+        self.config_file: str | None = fields.get("config_file")
+        self.prestart: list[str] | None = fields.get("prestart")
+        self.reload: bool = fields["reload"]
+        self.log_level: str = fields["log_level"]
+        self.worker_class: str | None = fields.get("worker_class")
+        self.prebind: str | None = fields.get("prebind")
+        self.backlog: int = fields.get("backlog") or 2048
+        self.files: dict[str, str] = fields.get("files") or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "requested_server": self.requested_server,
+            "argv": self.argv,
+            "env": self.env,
+            "app_module": self.app_module,
+            "workers": self.workers,
+            "workers_reason": self.workers_reason,
+            "cpus": self.cpus.count,
+            "cpus_source": self.cpus.source,
+            "bind": self.bind,
+            "config_file": self.config_file,
+            "prestart": self.prestart[-1] if self.prestart else None,
+            "prestart_command": self.prestart,
+            "reload": self.reload,
+            "log_level": self.log_level,
+            "worker_class": self.worker_class,
+            "prebound_socket": self.prebind,
+            "files": sorted(self.files),
+        }
+
+    def summary(self) -> str:
+        parts = [f"{PROG}: {self.server}"]
+        if self.worker_class:
+            parts[0] += f" ({self.worker_class})"
+        if self.server != self.requested_server:
+            parts[0] += f" instead of {self.requested_server} (WITH_RELOAD)"
+        parts.append(f"app {self.app_module}")
+        parts.append(self.workers_reason)
+        parts.append("bind " + ", ".join(self.bind))
+        parts.append(f"config {self.config_file or 'none (settings on the command line)'}")
+        return " | ".join(parts)
+
+
+def require_installed(module: str, facts: Facts, why: str) -> None:
+    if not facts.installed(module):
+        raise ConfigError(
+            [
+                f"{why} needs {module}, which is not installed for {sys.executable}: pip install {PACKAGE_OF_MODULE.get(module, module)}"
+            ]
+        )
+
+
+def quote_for_gunicorn(argument: str) -> str:
+    # Gunicorn splits GUNICORN_CMD_ARGS with shlex.split (never a shell); quote for that.
+    if argument and all(char.isalnum() or char in "-_./:=,[]@%+" for char in argument):
+        return argument
+    return "'" + argument.replace("'", "'\"'\"'") + "'"
+
+
+def plan_gunicorn(settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str]) -> dict[str, Any]:
+    require_installed("gunicorn", facts, "SERVER=gunicorn")
+    worker_class = resolve_gunicorn_worker_class(settings, facts)
+    config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts)
+    argv = [sys.executable, "-m", "gunicorn"]
+    env = {}
+    if config_file:
+        # The config file reads the same environment through this module, so a
+        # user's own config (or GUNICORN_CMD_ARGS) can still override any setting.
+        argv += ["--config", config_file]
+    else:
+        # No config file: hand the settings over in GUNICORN_CMD_ARGS, ahead of the
+        # user's own, so Gunicorn's precedence (their flags win) still holds.
+        flags = as_flags(gunicorn_settings(settings, facts, workers, worker_class), GUNICORN_FLAGS)
+        ours = " ".join(quote_for_gunicorn(flag) for flag in flags)
+        env["GUNICORN_CMD_ARGS"] = f"{ours} {settings.gunicorn_cmd_args}" if settings.gunicorn_cmd_args else ours
+    argv += [*extra, app_module]
+    return {"argv": argv, "env": env, "config_file": config_file, "worker_class": worker_class}
+
+
+def plan_uvicorn(settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str]) -> dict[str, Any]:
+    require_installed("uvicorn", facts, "SERVER=uvicorn" if settings.server == "uvicorn" else "WITH_RELOAD")
+    binds = default_binds(settings)
+    argv = [sys.executable, "-m", "uvicorn", app_module]
+    prebind = None
+    address = binds[0]
+    if address.startswith("unix:"):
+        argv += ["--uds", facts.path(address[len("unix:") :])]
+    elif address.startswith("fd://"):
+        argv += ["--fd", address[len("fd://") :]]
+    elif workers > 1:
+        # Uvicorn's multi-process mode binds with proto 0, so asyncio never sets
+        # TCP_NODELAY on accepted connections and every response waits ~40 ms for
+        # a delayed ACK. A listener bound here with TCP_NODELAY passes it on.
+        prebind = address
+        argv += ["--fd", str(UVICORN_SOCKET_FD)]
+    else:
+        host, port = split_host_port(address)
+        argv += ["--host", host, "--port", str(port)]
+    if settings.with_reload:
+        argv.append("--reload")
+        for directory in settings.reload_dirs or [facts.app_dir]:
+            argv += ["--reload-dir", facts.path(directory)]
+    else:
+        argv += ["--workers", str(workers)]
+    argv += ["--log-level", settings.log_level]
+    argv += ["--timeout-keep-alive", str(settings.keep_alive)]
+    argv += ["--timeout-graceful-shutdown", str(settings.graceful_timeout)]
+    files = {}
+    access, error = log_target(settings.access_log, facts), log_target(settings.error_log, facts)
+    if access is None:
+        argv.append("--no-access-log")
+    if access not in (None, "-") or error != "-":
+        path, content = uvicorn_log_config(access, error, settings.log_level)
+        files[path] = content
+        argv += ["--log-config", path]
+    optional = (
+        ("--backlog", settings.backlog),
+        ("--limit-max-requests", settings.max_requests),
+        ("--limit-max-requests-jitter", settings.max_requests_jitter),
+        ("--ssl-certfile", settings.certfile and facts.path(settings.certfile)),
+        ("--ssl-keyfile", settings.keyfile and facts.path(settings.keyfile)),
+        ("--ssl-ca-certs", settings.ca_certs and facts.path(settings.ca_certs)),
+        ("--ssl-ciphers", settings.ciphers),
+        ("--forwarded-allow-ips", settings.forwarded_allow_ips),
+    )
+    for flag, value in optional:
+        if value:
+            argv += [flag, str(value)]
+    argv += extra
+    return {"argv": argv, "prebind": prebind, "files": files, "backlog": settings.backlog}
+
+
+def uvicorn_log_config(access: str | None, error: str | None, level: str) -> tuple[str, str]:
+    """A dictConfig (JSON) for Uvicorn sending its logs where ACCESS_LOG and ERROR_LOG say.
+
+    Uvicorn has no flags for log files; --log-config takes a file, so the plan
+    names one in the temporary directory, keyed by its content.
+    """
+    import json
+
+    def handler(target: str | None, stream: str, formatter: str) -> dict[str, Any]:
+        if target is None:
+            return {"class": "logging.NullHandler"}
+        if target == "-":
+            return {"class": "logging.StreamHandler", "formatter": formatter, "stream": stream}
+        return {"class": "logging.FileHandler", "formatter": formatter, "filename": target}
+
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {
+                "()": "uvicorn.logging.DefaultFormatter",
+                "fmt": "%(levelprefix)s %(message)s",
+                "use_colors": False,
+            },
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+                "use_colors": False,
+            },
+        },
+        "handlers": {
+            "default": handler(error, "ext://sys.stderr", "default"),
+            "access": handler(access, "ext://sys.stdout", "access"),
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+    content = json.dumps(config, indent=1, sort_keys=True)
+    digest = 0
+    for char in content:  # a stable name without importing hashlib
+        digest = (digest * 31 + ord(char)) % (1 << 64)
+    directory = os.environ.get("TMPDIR") or "/tmp"
+    return os.path.join(directory, f"asgi-start-uvicorn-log-{digest:016x}.json"), content
+
+
+def plan_hypercorn(settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str]) -> dict[str, Any]:
+    require_installed("hypercorn", facts, "SERVER=hypercorn")
+    worker_class = settings.worker_class or "asyncio"
+    if worker_class != "asyncio":
+        require_installed(worker_class, facts, f"WORKER_CLASS={worker_class}")
+    config_file = find_config_file("HYPERCORN_CONF", settings.hypercorn_conf, "hypercorn_conf.py", facts)
+    argv = [sys.executable, "-m", "hypercorn"]
+    if config_file:
+        if config_file.endswith(".py") and not config_file.startswith(("file:", "python:")):
+            config_file = "file:" + config_file
+        argv += ["--config", config_file]
+    else:
+        if settings.max_requests_jitter:
+            # hypercorn/__main__.py copies --max-requests into max_requests_jitter.
+            raise ConfigError(
+                [
+                    "MAX_REQUESTS_JITTER needs a Hypercorn config file (hypercorn_conf.py beside start.py): Hypercorn's --max-requests-jitter flag sets the wrong value"
+                ]
+            )
+        options = hypercorn_settings(settings, facts, workers)
+        # Hypercorn's flags cannot say "no error log"; the null device can.
+        options["errorlog"] = options["errorlog"] or os.devnull
+        argv += as_flags(options, HYPERCORN_FLAGS)
+    argv += [*extra, app_module]
+    return {"argv": argv, "config_file": config_file, "worker_class": worker_class}
+
+
+def collect_problems(
+    step: Callable[[Settings, Facts], Any], settings: Settings, facts: Facts, problems: list[str]
+) -> Any:
+    """Run one planning step; its problems join the list so that all are reported together."""
+    try:
+        return step(settings, facts)
+    except ConfigError as error:
+        problems += error.problems
+        return None
+
+
+def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = ()) -> Plan:
+    """Settings and facts -> the complete plan. Pure: nothing is run or written."""
+    problems = check_paths(settings, facts)
+    app_module = collect_problems(find_app_module, settings, facts, problems)
+    prestart = collect_problems(find_prestart, settings, facts, problems)
+    if problems or app_module is None:
+        raise ConfigError(problems)
+    workers, reason = compute_workers(settings, facts.cpus)
+    # Gunicorn has no reloader for ASGI workers; Uvicorn's reloader serves development.
+    server = "uvicorn" if settings.with_reload and settings.server == "gunicorn" else settings.server
+    planners = {"gunicorn": plan_gunicorn, "uvicorn": plan_uvicorn, "hypercorn": plan_hypercorn}
+    details = planners[server](settings, facts, app_module, workers, list(extra))
+    return Plan(
+        server=server,
+        requested_server=settings.server,
+        app_module=app_module,
+        workers=workers,
+        workers_reason=reason,
+        cpus=facts.cpus,
+        bind=default_binds(settings)
+        + (insecure_binds(settings) + (settings.quic_bind or []) if server == "hypercorn" else []),
+        prestart=prestart,
+        reload=settings.with_reload,
+        log_level=settings.log_level,
+        **details,
+    )
+
+
+# --------------------------------------------------------------------------
+# Entry points for the default config files. They run inside the server, so
+# errors end the process the way start.py would: one line each, status 2.
+# --------------------------------------------------------------------------
+
+
+def _settings_and_facts(environ: Mapping[str, str] | None) -> tuple[Settings, Facts]:
+    try:
+        settings = parse_settings(os.environ if environ is None else environ)
+        return settings, probe_facts(settings)
+    except ConfigError as error:
+        exit_with_problems(error.problems)
+
+
+def gunicorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Gunicorn settings from the environment, for gunicorn_conf.py."""
+    settings, facts = _settings_and_facts(environ)
+    try:
+        workers, _ = compute_workers(settings, facts.cpus)
+        return gunicorn_settings(settings, facts, workers, resolve_gunicorn_worker_class(settings, facts))
+    except ConfigError as error:
+        exit_with_problems(error.problems)
+
+
+def hypercorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Hypercorn settings from the environment, for hypercorn_conf.py."""
+    settings, facts = _settings_and_facts(environ)
+    workers, _ = compute_workers(settings, facts.cpus)
+    return hypercorn_settings(settings, facts, workers)
+
+
+# --------------------------------------------------------------------------
+# Effects: the only code that runs or writes anything.
+# --------------------------------------------------------------------------
+
+
+def exit_with_problems(problems: Iterable[str]) -> NoReturn:
+    for problem in problems:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+    sys.stderr.flush()
+    raise SystemExit(2)
+
+
+def run_prestart(command: list[str], environ: Mapping[str, str]) -> int:
+    """Run the pre-start script to completion; its exit status (128+N if killed by signal N)."""
+    print(f"{PROG}: running pre-start script {command[-1]}", file=sys.stderr, flush=True)
+    try:
+        pid = os.posix_spawnp(command[0], command, dict(environ))
+    except OSError as error:
+        print(f"{PROG}: error: PRE_START_PATH: cannot run {command[-1]}: {error.strerror}", file=sys.stderr)
+        return 2
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def bind_listener(address: str, backlog: int) -> int:
+    """Bind a TCP listener with TCP_NODELAY (inherited by accepted sockets); its descriptor."""
+    import socket
+
+    host, port = split_host_port(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.bind((host, port))
+    listener.listen(backlog)
+    return listener.detach()
+
+
+def write_files(files: Mapping[str, str]) -> None:
+    for path, content in files.items():
+        temporary = f"{path}.{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write(content)
+        os.replace(temporary, path)
+
+
+def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
+    write_files(plan.files)
+    if plan.prebind:
+        try:
+            descriptor = bind_listener(plan.prebind, plan.backlog)
+        except OSError as error:
+            print(f"{PROG}: error: cannot listen on {plan.prebind}: {error.strerror}", file=sys.stderr)
+            raise SystemExit(1) from None
+        if descriptor != UVICORN_SOCKET_FD:
+            os.dup2(descriptor, UVICORN_SOCKET_FD, inheritable=True)
+            os.close(descriptor)
+        else:
+            os.set_inheritable(descriptor, True)
+    if plan.server == "hypercorn":
+        # Hypercorn's master terminate()s the remaining workers as soon as the first
+        # one has shut down, and its workers have no SIGTERM handler, so a request
+        # still running in another worker is cut off. Hypercorn guards SIGINT by
+        # ignoring it while it spawns workers; this does the same for SIGTERM. The
+        # ignored disposition survives exec into the workers, which still stop
+        # gracefully through Hypercorn's shutdown event; the master installs its
+        # own SIGTERM handler right after spawning them.
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    env = dict(environ)
+    env.update(plan.env)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(plan.argv[0], plan.argv, env)  # noqa: S606 -- an argv list, never a shell
+
+
+# --------------------------------------------------------------------------
+# Health check (the image's HEALTHCHECK): stdlib only, no curl needed.
+# --------------------------------------------------------------------------
+
+
+def healthcheck_target(settings: Settings) -> tuple[str, int, bool]:
+    """Host, port and TLS flag of the first TCP listener, reached from inside the container."""
+    for address in default_binds(settings):
+        host, port = split_host_port(address)
+        if port is not None:
+            if host in ("0.0.0.0", ""):
+                host = "127.0.0.1"
+            elif host == "::":
+                host = "::1"
+            return host, port, settings.tls
+    raise ConfigError(["--healthcheck needs a HOST:PORT listener; BIND has none"])
+
+
+def healthcheck(settings: Settings, timeout: float = 5.0) -> int:
+    import http.client
+    import ssl
+
+    host, port, tls = healthcheck_target(settings)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the server's own, possibly self-signed, certificate
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=context
+        )
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    url = f"{'https' if tls else 'http'}://{join_host_port(host, port)}{settings.healthcheck_path}"
+    try:
+        connection.request("GET", settings.healthcheck_path, headers={"User-Agent": f"{PROG}-healthcheck"})
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as error:
+        print(f"{PROG}: unhealthy: {url}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        connection.close()
+    healthy = status < 500
+    print(f"{PROG}: {'healthy' if healthy else 'unhealthy'}: {url} answered {status}", file=sys.stderr)
+    return 0 if healthy else 1
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+USAGE = """usage: python start.py [--dry-run | --healthcheck | --help | --version] [-- SERVER-ARGS...]
+
+Start an ASGI app under Gunicorn (Uvicorn workers), Uvicorn or Hypercorn,
+configured from the environment, then become the server (exec).
+
+  --dry-run      print the plan as one JSON object and exit; runs nothing
+  --healthcheck  request HEALTHCHECK_PATH from the running server; 0 if healthy
+  --help         this text and the environment variables
+  --version      print the version
+  -- ARGS        appended unchanged to the server's command line
+
+Exit status: 0 dry-run/help done, 2 configuration error, the pre-start
+script's status when it fails, otherwise the server's own (start.py execs it).
+"""
+
+
+def help_text() -> str:
+    lines = [USAGE, "Environment variables (unset or empty means the default):"]
+    group = None
+    for var in VARIABLES:
+        if var.group != group:
+            group = var.group
+            lines.append(f"\n{group}:")
+        names = " / ".join((var.name, *var.aliases))
+        lines.append(f"  {names}  [default: {var.shown.replace('`', '')}]")
+        lines.append(f"      {var.help.replace('`', '')}")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table() -> str:
+    """The README's environment table, generated from VARIABLES."""
+    lines = []
+    group = None
+    for var in VARIABLES:
+        if var.group != group:
+            if group is not None:
+                lines.append("")
+            group = var.group
+            lines += [f"#### {group}", "", "| variable | default | meaning |", "|---|---|---|"]
+        names = f"`{var.name}`" + "".join(f" (alias `{alias}`)" for alias in var.aliases)
+        lines.append(f"| {names} | {var.shown} | {var.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    extra: list[str] = []
+    if "--" in args:
+        split = args.index("--")
+        args, extra = args[:split], args[split + 1 :]
+    known = {"--dry-run", "--healthcheck", "--help", "-h", "--version"}
+    unknown = [arg for arg in args if arg not in known]
+    if unknown or len(args) > 1:
+        print(
+            f"{PROG}: error: unexpected arguments {' '.join(unknown or args)} (server arguments go after --)",
+            file=sys.stderr,
+        )
+        print(USAGE.splitlines()[0], file=sys.stderr)
+        return 2
+    mode = args[0] if args else "start"
+    if mode in ("--help", "-h"):
+        sys.stdout.write(help_text())
+        return 0
+    if mode == "--version":
+        print(f"{PROG} {__version__}")
+        return 0
+    try:
+        settings = parse_settings(environ)
+        if mode == "--healthcheck":
+            return healthcheck(settings)
+        plan = plan_launch(settings, probe_facts(settings), extra)
+    except ConfigError as error:
+        exit_with_problems(error.problems)
+    if mode == "--dry-run":
+        import json
+
+        print(json.dumps(plan.as_dict(), indent=2))
+        return 0
+    if plan.prestart:
+        status = run_prestart(plan.prestart, environ)
+        if status != 0:
+            print(
+                f"{PROG}: pre-start script {plan.prestart[-1]} exited with status {status}; not starting the server",
+                file=sys.stderr,
+            )
+            return status
+    print(plan.summary(), file=sys.stderr, flush=True)
+    exec_server(plan, environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""End to end: `python start.py` becomes each real server on 127.0.0.1, and behaves."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from helpers import (
+    REPO,
+    SERVERS,
+    Server,
+    all_gone,
+    clean_env,
+    cmdline,
+    copy_app,
+    descendants,
+    dry_run,
+    free_port,
+    http_get,
+    wait_for_http,
+    wait_for_workers,
+    worker_pids,
+)
+
+pytestmark = pytest.mark.e2e
+
+# Runs before the server: proves it ran first by finding the port still closed.
+PRESTART = """\
+import os, socket, sys, time
+port = int(os.environ["PORT"])
+with socket.socket() as probe:
+    closed = probe.connect_ex(("127.0.0.1", port)) != 0
+with open("prestart-ran.txt", "w") as marker:
+    marker.write(f"port_closed={closed} pid={os.getpid()} t={time.time()}")
+"""
+
+
+def start_server(servers: list, app_dir: Path, **env: str) -> Server:
+    server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(free_port()), **env))
+    servers.append(server)
+    return server
+
+
+def slow_request(url: str, results: list) -> None:
+    try:
+        results.append(http_get(url, timeout=30))
+    except OSError as error:
+        results.append(error)
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_serves_execs_counts_workers_runs_prestart_first_and_stops_gracefully(servers, tmp_path, server_name):
+    app_dir = copy_app(tmp_path)
+    (app_dir / "prestart.py").write_text(PRESTART)
+    env = clean_env(HOST="127.0.0.1", PORT=str(free_port()), SERVER=server_name, WORKERS_PER_CORE="1.5")
+    expected = dry_run(env, app_dir)
+    assert expected["workers"] == 3  # 2 CPUs × 1.5
+    server = Server(app_dir, env)
+    servers.append(server)
+
+    assert server.wait_ready() == (200, "hello from the test app")
+
+    # exec happened: the PID we started is the server itself, start.py is gone
+    argv = cmdline(server.pid)
+    assert argv[1:3] == ["-m", server_name] and not any("start.py" in part for part in argv)
+    assert argv == expected["argv"]
+    workers = wait_for_workers(server.pid, expected["workers"])
+    assert len(workers) == expected["workers"]
+
+    marker = (app_dir / "prestart-ran.txt").read_text()
+    assert marker.startswith("port_closed=True")
+    output = server.output()
+    assert "asgi-start: running pre-start script" in output
+    assert f"3 workers = 2 CPUs (CPU affinity) × WORKERS_PER_CORE 1.5 | bind 127.0.0.1:{server.port}" in output
+
+    # SIGTERM while a request is in flight: it completes, the server exits 0, nothing is left
+    tree = descendants(server.pid)
+    results: list = []
+    request = threading.Thread(target=slow_request, args=(server.url("/slow?seconds=1"), results))
+    request.start()
+    time.sleep(0.4)
+    assert server.terminate() == 0, server.output()
+    request.join(30)
+    assert results == [(200, "slow done")]
+    assert all_gone([server.pid, *tree]) == []
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_start_py_alone_still_passes_every_setting(servers, tmp_path, server_name):
+    alone = tmp_path / "image-root"
+    alone.mkdir()
+    shutil.copy(REPO / "start.py", alone / "start.py")  # no config file anywhere
+    app_dir = copy_app(tmp_path)
+    port = free_port()
+    env = clean_env(
+        SERVER=server_name,
+        BIND=f"127.0.0.1:{port}",
+        WEB_CONCURRENCY="3",
+        ACCESS_LOG="",
+        LOG_LEVEL="warning",
+        KEEP_ALIVE="7",
+    )
+    plan = dry_run(env, app_dir, start=alone / "start.py")
+    assert plan["config_file"] is None
+    server = Server(app_dir, env, start=alone / "start.py")
+    server.port = port
+    servers.append(server)
+    assert server.wait_ready()[0] == 200
+    assert len(wait_for_workers(server.pid, 3)) == 3
+    for _ in range(3):
+        http_get(server.url("/?probe-access-log"))
+    assert server.terminate() == 0
+    output = server.output()
+    assert "probe-access-log" not in output  # ACCESS_LOG="" disabled it
+    assert "INFO" not in output and "Running on" not in output.replace("asgi-start", "")  # LOG_LEVEL=warning
+
+
+@pytest.mark.parametrize(
+    ("server_name", "config_argument"),
+    [("gunicorn", "gunicorn_conf.py"), ("hypercorn", "file:hypercorn_conf.py")],
+)
+def test_default_config_file_run_by_hand_honours_the_environment(servers, tmp_path, server_name, config_argument):
+    app_dir = copy_app(tmp_path)
+    for name in ("start.py", "gunicorn_conf.py", "hypercorn_conf.py"):
+        shutil.copy(REPO / name, app_dir / name)
+    port = free_port()
+    env = clean_env(BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="3")
+    process = subprocess.Popen(
+        [sys.executable, "-m", server_name, "-c", config_argument, "main:app"],
+        cwd=app_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for_http(f"http://127.0.0.1:{port}/", process)[0] == 200
+        assert len(wait_for_workers(process.pid, 3)) == 3
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+
+
+def test_default_config_file_reports_bad_environment_like_start_py(tmp_path):
+    for name in ("start.py", "gunicorn_conf.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "main.py").write_text("app = None\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn_conf.py", "main:app"],
+        cwd=tmp_path,
+        env=clean_env(PORT="99999"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "asgi-start: error: PORT='99999' is not valid" in result.stderr and "Traceback" not in result.stderr
+
+
+USER_CONFIGS = {
+    "gunicorn": (
+        "gunicorn_conf.py",
+        "import runpy\nglobals().update(runpy.run_path({default!r}))\nworkers = 1\nproc_name = 'extended'\n",
+    ),
+    "hypercorn": (
+        "hypercorn_conf.py",
+        "import runpy\nglobals().update(runpy.run_path({default!r}))\nworkers = 1\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("server_name", ["gunicorn", "hypercorn"])
+def test_users_config_extends_the_default(servers, tmp_path, server_name):
+    app_dir = copy_app(tmp_path)
+    name, template = USER_CONFIGS[server_name]
+    (app_dir / name).write_text(template.format(default=str(REPO / name)))
+    server = start_server(servers, app_dir, SERVER=server_name, WEB_CONCURRENCY="3")
+    # the bind (from the environment, via the default) works, and the override wins
+    assert server.wait_ready()[0] == 200
+    assert len(wait_for_workers(server.pid, 1)) == 1
+    assert f"config {'file:' if server_name == 'hypercorn' else ''}{app_dir / name}" in server.output()
+    assert server.terminate() == 0
+
+
+def test_prestart_failure_stops_the_start_with_its_status(tmp_path):
+    app_dir = copy_app(tmp_path)
+    (app_dir / "prestart.sh").write_text("echo preparing; exit 7\n")
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "start.py")],
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        env=clean_env(HOST="127.0.0.1", PORT=str(port)),
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 7
+    assert "preparing" in result.stdout
+    assert "pre-start script" in result.stderr and "exited with status 7" in result.stderr
+    assert "Listening" not in result.stderr
+
+
+def test_prestart_example_waits_for_a_service(tmp_path):
+    app_dir = copy_app(tmp_path)
+    port = free_port()
+    env = clean_env(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        PRE_START_PATH=str(REPO / "prestart.py"),
+        WAIT_FOR=f"127.0.0.1:{free_port()}",
+        WAIT_FOR_TIMEOUT="1",
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "start.py")],
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "still unreachable after 1s" in result.stderr
+
+
+def test_server_exit_status_is_propagated(tmp_path):
+    # Gunicorn exits 4 when the app cannot be loaded; start.py has become Gunicorn, so that is our status.
+    app_dir = copy_app(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "start.py")],
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        env=clean_env(HOST="127.0.0.1", PORT=str(free_port()), VARIABLE_NAME="missing"),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 4, result.stderr[-2000:]
+
+
+def test_uvicorn_many_workers_on_asyncio_has_no_delayed_ack_stall(servers, tmp_path):
+    # Uvicorn's own multi-process bind leaves Nagle on; with --loop asyncio every
+    # keep-alive response then waits ~40 ms. start.py's pre-bound socket avoids it.
+    app_dir = copy_app(tmp_path)
+    port = free_port()
+    env = clean_env(HOST="127.0.0.1", PORT=str(port), SERVER="uvicorn", WEB_CONCURRENCY="2", ACCESS_LOG="")
+    server = Server(app_dir, env, args=("--", "--loop", "asyncio", "--http", "h11"))
+    servers.append(server)
+    assert server.wait_ready()[0] == 200
+    median = median_keep_alive_latency(port)
+    assert median < 0.015, f"median {median * 1000:.1f} ms"
+    assert server.terminate() == 0
+
+
+def median_keep_alive_latency(port: int, requests: int = 40) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        latencies.append(time.perf_counter() - began)
+    connection.close()
+    return statistics.median(latencies)
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_reload_mode_serves_one_process_and_reloads(servers, tmp_path, server_name):
+    app_dir = copy_app(tmp_path)
+    server = start_server(servers, app_dir, SERVER=server_name, WITH_RELOAD="true")
+    assert server.wait_ready()[1] == "hello from the test app"
+    main = app_dir / "main.py"
+    time.sleep(1.1)  # let the reloader take its first snapshot
+    main.write_text(main.read_text().replace("hello from the test app", "hello after reload"))
+    deadline = time.monotonic() + 20
+    body = ""
+    while time.monotonic() < deadline and body != "hello after reload":
+        try:
+            body = http_get(server.url(), timeout=2)[1]
+        except OSError:
+            pass
+        time.sleep(0.2)
+    assert body == "hello after reload", server.output()[-2000:]
+    served_by = {http_get(server.url("/pid"))[1] for _ in range(5)}
+    assert len(served_by) == 1
+    tree = descendants(server.pid)
+    assert server.terminate() == 0
+    assert all_gone([server.pid, *tree]) == []
+
+
+def test_worker_processes_match_dry_run_under_uvicorn_and_hypercorn_defaults(servers, tmp_path):
+    app_dir = copy_app(tmp_path)
+    for server_name in ("uvicorn", "hypercorn"):
+        server = start_server(servers, app_dir, SERVER=server_name)
+        assert server.wait_ready()[0] == 200
+        assert len(wait_for_workers(server.pid, 2)) == 2 == len(worker_pids(server.pid))
+        assert server.terminate() == 0

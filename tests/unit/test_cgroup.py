@@ -1,0 +1,123 @@
+"""Reading the CPU quota from cgroup v1 and v2 fixture trees, like the JVM's container support."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import start
+
+V1_MOUNTINFO = """\
+25 30 0:22 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755
+33 25 0:28 {root} /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:15 - cgroup cgroup rw,cpu,cpuacct
+34 25 0:29 {root} /sys/fs/cgroup/memory rw,nosuid shared:16 - cgroup cgroup rw,memory
+"""
+V2_MOUNTINFO = """\
+30 24 0:26 {root} /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
+"""
+
+
+def make_tree(tmp_path: Path, proc_cgroup: str, mountinfo: str, files: dict[str, str]) -> str:
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/cgroup").write_text(proc_cgroup)
+    (tmp_path / "proc/self/mountinfo").write_text(mountinfo)
+    for relative, content in files.items():
+        path = tmp_path / relative.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return str(tmp_path)
+
+
+def v1_limits(path: str, quota: str, period: str = "100000") -> dict[str, str]:
+    base = "/sys/fs/cgroup/cpu,cpuacct" + path.rstrip("/")
+    return {f"{base}/cpu.cfs_quota_us": quota + "\n", f"{base}/cpu.cfs_period_us": period + "\n"}
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (v1_limits("/", "-1"), None),  # unlimited
+        (v1_limits("/", "150000"), 1.5),
+        (v1_limits("/", "50000", "100000"), 0.5),
+        (v1_limits("/", "200000", "50000"), 4.0),
+        (v1_limits("/", "abc"), None),  # odd values are ignored
+        (v1_limits("/", "100000", "0"), None),
+        ({}, None),  # no files at all
+    ],
+)
+def test_v1_quota_at_the_mount_root(tmp_path, files, expected):
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/\n3:memory:/\n0::/\n", V1_MOUNTINFO.format(root="/"), files)
+    assert start.cgroup_cpu_limit(root) == expected
+
+
+def test_v1_lowest_limit_up_the_hierarchy(tmp_path):
+    files = {**v1_limits("/", "-1"), **v1_limits("/kubepods", "100000"), **v1_limits("/kubepods/pod1", "300000")}
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/kubepods/pod1\n", V1_MOUNTINFO.format(root="/"), files)
+    assert start.cgroup_cpu_limit(root) == 1.0
+
+
+def test_v1_container_view_where_the_mount_root_is_the_own_cgroup(tmp_path):
+    # Docker without a cgroup namespace: /proc/self/cgroup names the host path, and the
+    # mount's root is that same path, mounted at the usual place.
+    files = v1_limits("/", "250000")
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/docker/abc\n", V1_MOUNTINFO.format(root="/docker/abc"), files)
+    assert start.cgroup_cpu_limit(root) == 2.5
+
+
+def test_v1_missing_directory_falls_back_to_the_mount_point(tmp_path):
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/gone/away\n", V1_MOUNTINFO.format(root="/"), v1_limits("/", "100000"))
+    assert start.cgroup_cpu_limit(root) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("150000 100000\n", 1.5), ("50000 100000\n", 0.5), ("garbage\n", None), ("", None)],
+)
+def test_v2_cpu_max(tmp_path, cpu_max, expected):
+    files = {"/sys/fs/cgroup/cpu.max": cpu_max}
+    root = make_tree(tmp_path, "0::/\n", V2_MOUNTINFO.format(root="/"), files)
+    assert start.cgroup_cpu_limit(root) == expected
+
+
+def test_v2_nested_takes_the_lowest(tmp_path):
+    files = {
+        "/sys/fs/cgroup/cpu.max": "max 100000\n",
+        "/sys/fs/cgroup/system.slice/cpu.max": "200000 100000\n",
+        "/sys/fs/cgroup/system.slice/app.service/cpu.max": "max 100000\n",
+    }
+    root = make_tree(tmp_path, "0::/system.slice/app.service\n", V2_MOUNTINFO.format(root="/"), files)
+    assert start.cgroup_cpu_limit(root) == 2.0
+
+
+def test_hybrid_takes_the_lower_of_v1_and_v2(tmp_path):
+    mountinfo = V1_MOUNTINFO.format(root="/") + "40 25 0:35 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+    files = {**v1_limits("/", "300000"), "/sys/fs/cgroup/unified/cpu.max": "100000 100000\n"}
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/\n0::/\n", mountinfo, files)
+    assert start.cgroup_cpu_limit(root) == 1.0
+
+
+def test_unreadable_proc_is_quietly_no_limit(tmp_path):
+    assert start.cgroup_cpu_limit(str(tmp_path)) is None
+
+
+def test_mount_points_with_escaped_spaces(tmp_path):
+    mountinfo = "33 25 0:28 / /sys/fs/cgroup/my\\040cpu rw - cgroup cgroup rw,cpu\n"
+    files = {"/sys/fs/cgroup/my cpu/cpu.cfs_quota_us": "100000", "/sys/fs/cgroup/my cpu/cpu.cfs_period_us": "100000"}
+    root = make_tree(tmp_path, "4:cpu:/\n", mountinfo, files)
+    assert start.cgroup_cpu_limit(root) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("quota", "affinity", "expected"),
+    [
+        ("150000", 8, (2, "cgroup quota 1.5")),  # ceil(1.5)
+        ("50000", 8, (1, "cgroup quota 0.5")),  # at least 1
+        ("400000", 2, (2, "CPU affinity")),  # the quota is not the limit here
+        ("-1", 3, (3, "CPU affinity")),
+    ],
+)
+def test_effective_cpu_count_is_min_of_affinity_and_ceil_quota(tmp_path, quota, affinity, expected):
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/\n", V1_MOUNTINFO.format(root="/"), v1_limits("/", quota))
+    cpus = start.effective_cpu_count(start.parse_settings({}), root=root, affinity=affinity)
+    assert (cpus.count, cpus.source) == expected

@@ -1,0 +1,191 @@
+"""start.py as users run it: exit statuses, one-line errors, --help, --dry-run, and the README in sync."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO, START, clean_env, copy_app, run_start
+
+import start
+
+
+@pytest.fixture
+def app_dir(tmp_path):
+    return copy_app(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"WITH_RELOAD": "maybe"}, "WITH_RELOAD"),
+        ({"WORKERS_PER_CORE": "abc"}, "WORKERS_PER_CORE"),
+        ({"WORKERS_PER_CORE": "0"}, "WORKERS_PER_CORE"),
+        ({"WORKERS_PER_CORE": "-1"}, "WORKERS_PER_CORE"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+        ({"PORT": "99999"}, "PORT"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
+        ({"SERVER": "nginx"}, "SERVER"),
+        ({"APP_MODULE": "no-colon-or-bad name"}, "APP_MODULE"),
+        ({"APP_MODULE": "not_here:app"}, "APP_MODULE"),
+        ({"GUNICORN_CONF": "missing_conf.py"}, "GUNICORN_CONF"),
+        ({"USE_SSL": "true"}, "USE_SSL"),
+        ({"PRE_START_PATH": "missing.sh"}, "PRE_START_PATH"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["--dry-run", None])
+def test_bad_input_is_one_line_exit_2_and_nothing_starts(app_dir, env, variable, mode):
+    result = run_start(
+        [mode] if mode else [], clean_env(PORT="1", **env) if "PORT" not in env else clean_env(**env), app_dir
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("asgi-start: error: ") and variable in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_every_problem_at_once(app_dir):
+    result = run_start(["--dry-run"], clean_env(WITH_RELOAD="maybe", PORT="99999", SERVER="nginx"), app_dir)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 3
+
+
+def test_no_app_lists_where_it_looked(tmp_path):
+    result = run_start(["--dry-run"], clean_env(), tmp_path)
+    assert result.returncode == 2
+    assert f"looked for {tmp_path}/app/main.py and {tmp_path}/main.py" in result.stderr
+
+
+def test_missing_server_names_the_package(app_dir, tmp_path):
+    # An interpreter with no servers installed: a bare virtual environment.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    result = run_start(["--dry-run"], clean_env(SERVER="hypercorn"), app_dir, python=str(tmp_path / "bare/bin/python"))
+    assert result.returncode == 2
+    assert "pip install hypercorn" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_unknown_arguments(app_dir):
+    result = run_start(["--dryrun"], clean_env(), app_dir)
+    assert result.returncode == 2 and "--dryrun" in result.stderr
+
+
+def test_dry_run_prints_one_json_object(app_dir):
+    result = run_start(["--dry-run", "--", "--preload"], clean_env(WEB_CONCURRENCY="3", PORT="8080"), app_dir)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["argv"][:3] == [sys.executable, "-m", "gunicorn"]
+    assert plan["argv"][-2:] == ["--preload", "main:app"]
+    assert (plan["workers"], plan["bind"], plan["app_module"], plan["reload"]) == (
+        3,
+        ["0.0.0.0:8080"],
+        "main:app",
+        False,
+    )
+    assert plan["config_file"] == str(REPO / "gunicorn_conf.py")
+    assert result.stderr == ""
+
+
+def test_dry_run_does_not_run_the_prestart_script(app_dir):
+    (app_dir / "prestart.sh").write_text("touch ran\n")
+    result = run_start(["--dry-run"], clean_env(), app_dir)
+    assert json.loads(result.stdout)["prestart"] == str(app_dir / "prestart.sh")
+    assert not (app_dir / "ran").exists()
+
+
+def test_help_lists_every_variable_with_its_default():
+    result = run_start(["--help"], clean_env(), REPO)
+    assert result.returncode == 0
+    for var in start.VARIABLES:
+        assert var.name in result.stdout
+    assert "WORKERS_PER_CORE  [default: 1]" in result.stdout
+
+
+def readme_table() -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- env-table:start -->\n(.*?)<!-- env-table:end -->", text, re.S)
+    assert match, "README.md lacks the env-table markers"
+    return match.group(1)
+
+
+def test_readme_table_is_generated_from_the_code_table():
+    assert readme_table() == start.markdown_table(), (
+        "regenerate: python -c 'import start; print(start.markdown_table(), end=\"\")'"
+    )
+
+
+def test_contract_variables_are_all_implemented():
+    contract = REPO.parent / "shared" / "contract.md"
+    if not contract.exists():
+        pytest.skip(f"{contract} is not beside this checkout")
+    names = set()
+    for line in contract.read_text().splitlines():
+        if line.startswith("| `"):
+            names.update(re.findall(r"`([A-Z][A-Z_]+)`", line.split("|")[1]))
+    ours = {name for var in start.VARIABLES for name in (var.name, *var.aliases)}
+    assert names and names <= ours, names - ours
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names is new in 3.10")
+def test_start_py_imports_only_the_standard_library():
+    tree = ast.parse(START.read_text())
+    modules = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    modules |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    modules.discard("__future__")
+    assert modules, "no imports found: the check is broken"
+    assert modules <= set(sys.stdlib_module_names), modules - set(sys.stdlib_module_names)
+
+
+def test_dry_run_imports_no_server_and_no_heavy_module(app_dir):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(START), "--dry-run"],
+        cwd=app_dir,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "json" in imported  # the check sees imports at all
+    forbidden = {
+        "gunicorn",
+        "uvicorn",
+        "hypercorn",
+        "main",
+        "subprocess",
+        "logging",
+        "multiprocessing",
+        "typing",
+        "dataclasses",
+        "pathlib",
+        "argparse",
+    }
+    assert not imported & forbidden, imported & forbidden
+
+
+def test_vermin_says_python_3_9():
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "vermin"),
+            "--no-tips",
+            "--violations",
+            "-t=3.9-",
+            str(START),
+            str(REPO / "prestart.py"),
+            str(REPO / "gunicorn_conf.py"),
+            str(REPO / "hypercorn_conf.py"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,434 @@
+"""Planning: settings + probed facts -> the exact argv, for each server, with and without config files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import start
+
+ALL_INSTALLED = frozenset({"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "uvloop", "trio"})
+
+
+def facts_for(app_dir: Path, start_dir: Path | None = None, installed=ALL_INSTALLED, cpus: int = 2) -> start.Facts:
+    return start.Facts(
+        app_dir=str(app_dir),
+        start_dir=str(start_dir or app_dir / "no-start-dir"),
+        cpus=start.CpuCount(cpus, "CPU affinity"),
+        installed=lambda name: name in installed,
+        search_path=start.module_search_path(str(app_dir)),
+        dev_shm=False,
+    )
+
+
+def plan(app_dir: Path, env: dict[str, str], extra=(), **facts) -> start.Plan:
+    return start.plan_launch(start.parse_settings(env), facts_for(app_dir, **facts), extra)
+
+
+def plan_problems(app_dir: Path, env: dict[str, str], **facts) -> list[str]:
+    with pytest.raises(start.ConfigError) as caught:
+        plan(app_dir, env, **facts)
+    return caught.value.problems
+
+
+@pytest.fixture
+def app_dir(tmp_path):
+    (tmp_path / "main.py").write_text("app = None\n")
+    return tmp_path
+
+
+# --- finding the app, without importing it -----------------------------------
+
+
+def test_app_main_wins_over_main(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app/main.py").write_text("raise SystemExit('imported!')\n")
+    (tmp_path / "main.py").write_text("raise SystemExit('imported!')\n")
+    assert plan(tmp_path, {}).app_module == "app.main:app"  # and nothing was imported
+
+
+def test_main_py_and_variable_name(app_dir):
+    assert plan(app_dir, {"VARIABLE_NAME": "api"}).app_module == "main:api"
+
+
+def test_module_name_in_a_package_without_init(tmp_path):
+    (tmp_path / "svc/web").mkdir(parents=True)
+    (tmp_path / "svc/web/asgi.py").write_text("")
+    assert plan(tmp_path, {"MODULE_NAME": "svc.web.asgi"}).app_module == "svc.web.asgi:app"
+
+
+def test_app_module_must_exist_on_disk(app_dir):
+    assert plan(app_dir, {"APP_MODULE": "main:application"}).app_module == "main:application"
+    [problem] = plan_problems(app_dir, {"APP_MODULE": "missing.module:app"})
+    assert problem.startswith("APP_MODULE='missing.module:app': module 'missing.module' not found")
+    [problem] = plan_problems(app_dir, {"APP_MODULE": "main.sub:app"})  # main is not a package
+    assert "not found" in problem
+
+
+def test_app_module_from_the_python_path_is_found(app_dir):
+    assert plan(app_dir, {"APP_MODULE": "json.decoder:JSONDecoder"}).app_module == "json.decoder:JSONDecoder"
+
+
+def test_no_app_lists_where_it_looked(tmp_path):
+    [problem] = plan_problems(tmp_path, {})
+    assert str(tmp_path / "app/main.py") in problem and str(tmp_path / "main.py") in problem
+    assert "APP_MODULE" in problem
+
+
+def test_plan_problems_are_collected_together(tmp_path):
+    found = plan_problems(tmp_path, {"PRE_START_PATH": "nope.sh", "CERTFILE": "c.pem", "KEYFILE": "k.pem"})
+    assert [p.split("=")[0].split(":")[0] for p in found] == ["CERTFILE", "KEYFILE", "no app found", "PRE_START_PATH"]
+
+
+# --- Gunicorn ------------------------------------------------------------------
+
+
+def test_gunicorn_with_the_default_config_beside_start(app_dir, tmp_path_factory):
+    start_dir = tmp_path_factory.mktemp("image-root")
+    (start_dir / "gunicorn_conf.py").write_text("")
+    result = plan(app_dir, {}, extra=["--preload"], start_dir=start_dir)
+    assert result.argv == [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        str(start_dir / "gunicorn_conf.py"),
+        "--preload",
+        "main:app",
+    ]
+    assert result.env == {}
+    assert result.worker_class == "uvicorn_worker.UvicornWorker"
+
+
+def test_gunicorn_config_in_the_app_directory_wins(app_dir, tmp_path_factory):
+    start_dir = tmp_path_factory.mktemp("image-root")
+    (start_dir / "gunicorn_conf.py").write_text("")
+    (app_dir / "app").mkdir()
+    (app_dir / "app/gunicorn_conf.py").write_text("")
+    assert plan(app_dir, {}, start_dir=start_dir).config_file == str(app_dir / "app/gunicorn_conf.py")
+    (app_dir / "gunicorn_conf.py").write_text("")
+    assert plan(app_dir, {}, start_dir=start_dir).config_file == str(app_dir / "gunicorn_conf.py")
+
+
+def test_gunicorn_conf_named_explicitly(app_dir):
+    (app_dir / "my conf.py").write_text("")
+    assert plan(app_dir, {"GUNICORN_CONF": "my conf.py"}).config_file == str(app_dir / "my conf.py")
+    assert plan(app_dir, {"GUNICORN_CONF": "python:main"}).config_file == "python:main"
+    [problem] = plan_problems(app_dir, {"GUNICORN_CONF": "/nowhere/gunicorn_conf.py"})
+    assert problem == "GUNICORN_CONF='/nowhere/gunicorn_conf.py': no such file /nowhere/gunicorn_conf.py"
+    assert "not found" in plan_problems(app_dir, {"GUNICORN_CONF": "python:no_such_conf"})[0]
+
+
+def test_gunicorn_alone_passes_every_setting_through_gunicorn_cmd_args(app_dir):
+    env = {
+        "BIND": "127.0.0.1:8000",
+        "WEB_CONCURRENCY": "3",
+        "LOG_LEVEL": "WARNING",
+        "ACCESS_LOG": "",
+        "ERROR_LOG": "logs/error log.txt",
+        "TIMEOUT": "30",
+        "GRACEFUL_TIMEOUT": "7",
+        "KEEP_ALIVE": "2",
+        "MAX_REQUESTS": "100",
+        "MAX_REQUESTS_JITTER": "10",
+        "BACKLOG": "64",
+        "FORWARDED_ALLOW_IPS": "*",
+        "GUNICORN_CMD_ARGS": "--worker-connections 50",
+    }
+    (app_dir / "logs").mkdir()
+    result = plan(app_dir, env)
+    assert result.argv == [sys.executable, "-m", "gunicorn", "main:app"]
+    assert result.config_file is None
+    assert result.env["GUNICORN_CMD_ARGS"] == (
+        "--bind 127.0.0.1:8000 --workers 3 --worker-class uvicorn_worker.UvicornWorker --log-level warning "
+        f"--error-logfile '{app_dir}/logs/error log.txt' --timeout 30 --graceful-timeout 7 --keep-alive 2 "
+        "--no-control-socket --backlog 64 --max-requests 100 --max-requests-jitter 10 --forwarded-allow-ips '*' "
+        # the user's own arguments come last, so they win as with a config file
+        "--worker-connections 50"
+    )
+
+
+def test_gunicorn_cmd_args_quoting_survives_shlex(app_dir):
+    import shlex
+
+    (app_dir / "it's here").mkdir()
+    result = plan(app_dir, {"ACCESS_LOG": "it's here/a b.log"})
+    args = shlex.split(result.env["GUNICORN_CMD_ARGS"])
+    assert args[args.index("--access-logfile") + 1] == f"{app_dir}/it's here/a b.log"
+
+
+@pytest.mark.parametrize(
+    ("installed", "expected"),
+    [
+        (ALL_INSTALLED, "uvicorn_worker.UvicornWorker"),
+        (ALL_INSTALLED - {"uvicorn_worker"}, "uvicorn.workers.UvicornWorker"),
+    ],
+)
+def test_gunicorn_worker_class_default(app_dir, installed, expected):
+    assert plan(app_dir, {}, installed=installed).worker_class == expected
+
+
+@pytest.mark.parametrize("worker_class", ["asgi", "gthread", "uvicorn_worker.UvicornH11Worker"])
+def test_gunicorn_worker_class_given(app_dir, worker_class):
+    assert plan(app_dir, {"WORKER_CLASS": worker_class}).worker_class == worker_class
+
+
+@pytest.mark.parametrize(
+    ("installed", "env", "fragment"),
+    [
+        (ALL_INSTALLED - {"gunicorn"}, {}, "pip install gunicorn"),
+        (ALL_INSTALLED - {"uvicorn_worker", "uvicorn"}, {}, "pip install uvicorn-worker"),
+        (ALL_INSTALLED - {"uvicorn"}, {"SERVER": "uvicorn"}, "pip install uvicorn"),
+        (ALL_INSTALLED - {"uvicorn"}, {"WITH_RELOAD": "1"}, "pip install uvicorn"),
+        (ALL_INSTALLED - {"hypercorn"}, {"SERVER": "hypercorn"}, "pip install hypercorn"),
+        (ALL_INSTALLED - {"trio"}, {"SERVER": "hypercorn", "WORKER_CLASS": "trio"}, "pip install trio"),
+        (ALL_INSTALLED, {"WORKER_CLASS": "nosuchpkg.Worker"}, "WORKER_CLASS='nosuchpkg.Worker'"),
+        (ALL_INSTALLED, {"WORKER_CLASS": "Worker"}, "WORKER_CLASS='Worker' is not valid"),
+    ],
+)
+def test_missing_packages_are_named(app_dir, installed, env, fragment):
+    assert fragment in plan_problems(app_dir, env, installed=installed)[0]
+
+
+def test_gunicorn_settings_for_the_config_file(app_dir):
+    settings = start.parse_settings({"CERTFILE": "c.pem", "KEYFILE": "k.pem", "ACCESS_LOG": "", "ERROR_LOG": ""})
+    options = start.gunicorn_settings(settings, facts_for(app_dir), 4, "asgi")
+    assert options["workers"] == 4 and options["worker_class"] == "asgi"
+    assert options["accesslog"] is None  # disabled at the source, not an empty path
+    assert options["errorlog"] == os.devnull
+    assert options["certfile"] == str(app_dir / "c.pem") and options["keyfile"] == str(app_dir / "k.pem")
+    assert options["control_socket_disable"] is True
+    assert set(options) <= set(start.GUNICORN_FLAGS)
+
+
+# --- Uvicorn -------------------------------------------------------------------
+
+
+def test_uvicorn_multi_worker_gets_a_prebound_nodelay_socket(app_dir):
+    result = plan(app_dir, {"SERVER": "uvicorn", "HOST": "127.0.0.1", "PORT": "8001"}, extra=["--loop", "asyncio"])
+    assert result.prebind == "127.0.0.1:8001"
+    assert result.argv == [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "main:app",
+        "--fd",
+        "3",
+        "--workers",
+        "2",
+        "--log-level",
+        "info",
+        "--timeout-keep-alive",
+        "5",
+        "--timeout-graceful-shutdown",
+        "120",
+        "--loop",
+        "asyncio",
+    ]
+
+
+def test_uvicorn_single_worker_binds_itself(app_dir):
+    result = plan(app_dir, {"SERVER": "uvicorn", "WEB_CONCURRENCY": "1", "HOST": "::1", "PORT": "8001"})
+    assert result.prebind is None
+    assert result.argv[4:10] == ["--host", "::1", "--port", "8001", "--workers", "1"]
+
+
+def test_uvicorn_unix_socket_and_options(app_dir):
+    env = {
+        "SERVER": "uvicorn",
+        "BIND": "unix:run/app.sock",
+        "ACCESS_LOG": "",
+        "MAX_REQUESTS": "5",
+        "MAX_REQUESTS_JITTER": "2",
+        "BACKLOG": "10",
+        "FORWARDED_ALLOW_IPS": "10.0.0.1",
+    }
+    argv = plan(app_dir, env).argv
+    assert argv[4:6] == ["--uds", str(app_dir / "run/app.sock")]
+    assert "--no-access-log" in argv and "--log-config" not in argv
+    for flag, value in [
+        ("--limit-max-requests", "5"),
+        ("--limit-max-requests-jitter", "2"),
+        ("--backlog", "10"),
+        ("--forwarded-allow-ips", "10.0.0.1"),
+    ]:
+        assert argv[argv.index(flag) + 1] == value
+
+
+def test_uvicorn_log_files_go_through_a_generated_log_config(app_dir):
+    import json
+
+    result = plan(app_dir, {"SERVER": "uvicorn", "ACCESS_LOG": "access.log", "ERROR_LOG": ""})
+    path = result.argv[result.argv.index("--log-config") + 1]
+    config = json.loads(result.files[path])
+    assert config["handlers"]["access"] == {
+        "class": "logging.FileHandler",
+        "formatter": "access",
+        "filename": str(app_dir / "access.log"),
+    }
+    assert config["handlers"]["default"] == {"class": "logging.NullHandler"}
+    assert plan(app_dir, {"SERVER": "uvicorn", "ACCESS_LOG": "access.log", "ERROR_LOG": ""}).argv == result.argv
+
+
+def test_reload_runs_uvicorn_with_one_process(app_dir):
+    (app_dir / "src").mkdir()
+    result = plan(app_dir, {"WITH_RELOAD": "true", "RELOAD_DIRS": "src,.", "PORT": "8002"})
+    assert (result.server, result.requested_server, result.workers, result.reload) == ("uvicorn", "gunicorn", 1, True)
+    argv = result.argv
+    assert "--workers" not in argv and "--fd" not in argv
+    assert argv[argv.index("--reload") :][:5] == [
+        "--reload",
+        "--reload-dir",
+        str(app_dir / "src"),
+        "--reload-dir",
+        str(app_dir),
+    ]
+    assert "instead of gunicorn (WITH_RELOAD)" in result.summary()
+
+
+# --- Hypercorn -----------------------------------------------------------------
+
+
+def test_hypercorn_with_config_file(app_dir, tmp_path_factory):
+    start_dir = tmp_path_factory.mktemp("image-root")
+    (start_dir / "hypercorn_conf.py").write_text("")
+    result = plan(app_dir, {"SERVER": "hypercorn"}, start_dir=start_dir)
+    assert result.argv == [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--config",
+        f"file:{start_dir}/hypercorn_conf.py",
+        "main:app",
+    ]
+    assert result.worker_class == "asyncio"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("conf.toml", "{app}/conf.toml"),
+        ("file:conf.py", "file:{app}/conf.py"),
+        ("conf.py", "file:{app}/conf.py"),
+        ("python:main", "python:main"),
+    ],
+)
+def test_hypercorn_conf_forms(app_dir, given, expected):
+    for name in ("conf.toml", "conf.py"):
+        (app_dir / name).write_text("")
+    result = plan(app_dir, {"SERVER": "hypercorn", "HYPERCORN_CONF": given})
+    assert result.config_file == expected.format(app=app_dir)
+
+
+def test_hypercorn_alone_with_tls_and_plain_http(app_dir):
+    for name in ("c.pem", "k.pem"):
+        (app_dir / name).write_text("")
+    env = {
+        "SERVER": "hypercorn",
+        "USE_SSL": "true",
+        "CERTFILE": "c.pem",
+        "KEYFILE": "k.pem",
+        "HOST": "127.0.0.1",
+        "PORT": "8080",
+        "SSL_PORT": "8443",
+        "QUIC_BIND": "127.0.0.1:8443",
+        "WORKER_CLASS": "uvloop",
+        "ERROR_LOG": "",
+    }
+    result = plan(app_dir, env)
+    assert result.bind == ["127.0.0.1:8443", "127.0.0.1:8080", "127.0.0.1:8443"]
+    assert result.argv == [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--bind",
+        "127.0.0.1:8443",
+        "--insecure-bind",
+        "127.0.0.1:8080",
+        "--quic-bind",
+        "127.0.0.1:8443",
+        "--workers",
+        "2",
+        "--worker-class",
+        "uvloop",
+        "--log-level",
+        "info",
+        "--access-logfile",
+        "-",
+        "--error-logfile",
+        os.devnull,
+        "--keep-alive",
+        "5",
+        "--graceful-timeout",
+        "120",
+        "--backlog",
+        "100",
+        "--certfile",
+        str(app_dir / "c.pem"),
+        "--keyfile",
+        str(app_dir / "k.pem"),
+        "main:app",
+    ]
+
+
+def test_hypercorn_alone_refuses_jitter_its_cli_would_garble(app_dir):
+    [problem] = plan_problems(app_dir, {"SERVER": "hypercorn", "MAX_REQUESTS": "9", "MAX_REQUESTS_JITTER": "3"})
+    assert problem.startswith("MAX_REQUESTS_JITTER needs a Hypercorn config file")
+
+
+def test_hypercorn_reload(app_dir):
+    result = plan(app_dir, {"SERVER": "hypercorn", "WITH_RELOAD": "yes"})
+    assert result.server == "hypercorn" and result.workers == 1
+    assert "--reload" in result.argv and result.argv[result.argv.index("--workers") + 1] == "1"
+
+
+# --- pre-start ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "env", "expected"),
+    [
+        ({"prestart.py": 0o644}, {}, [sys.executable, "{app}/prestart.py"]),
+        ({"prestart.sh": 0o644}, {}, ["sh", "{app}/prestart.sh"]),
+        ({"prestart.py": 0o644, "prestart.sh": 0o644}, {}, [sys.executable, "{app}/prestart.py"]),
+        ({}, {}, None),
+        ({"hooks/run me": 0o755}, {"PRE_START_PATH": "hooks/run me"}, ["{app}/hooks/run me"]),
+    ],
+)
+def test_prestart_detection(app_dir, files, env, expected):
+    for name, mode in files.items():
+        (app_dir / name).parent.mkdir(exist_ok=True)
+        (app_dir / name).write_text("")
+        (app_dir / name).chmod(mode)
+    command = plan(app_dir, env).prestart
+    assert command == (expected and [part.format(app=app_dir) for part in expected])
+
+
+def test_prestart_given_must_exist_and_be_runnable(app_dir):
+    [problem] = plan_problems(app_dir, {"PRE_START_PATH": "missing.sh"})
+    assert problem == f"PRE_START_PATH='missing.sh': no such file {app_dir}/missing.sh"
+    (app_dir / "hook").write_text("")
+    assert "neither .py, .sh nor executable" in plan_problems(app_dir, {"PRE_START_PATH": "hook"})[0]
+
+
+# --- the dry-run document -------------------------------------------------------
+
+
+def test_dry_run_document_has_the_promised_keys(app_dir):
+    document = plan(app_dir, {}).as_dict()
+    for key in (
+        "server",
+        "argv",
+        "app_module",
+        "workers",
+        "bind",
+        "config_file",
+        "prestart",
+        "reload",
+        "log_level",
+        "worker_class",
+    ):
+        assert key in document
