@@ -431,11 +431,11 @@ def check_combinations(settings: Settings) -> list[str]:
             problems.append(
                 "FORWARDED_ALLOW_IPS is not supported by SERVER=hypercorn (use its ProxyFixMiddleware in the app)"
             )
-        if settings.use_ssl and settings.use_tcp is not False and not settings.insecure_bind:
-            if settings.ssl_port == settings.port:
-                problems.append(
-                    f"SSL_PORT={settings.ssl_port} equals PORT: TLS and plain HTTP (USE_TCP) need different ports"
-                )
+        shared = [address for address in insecure_binds(settings) if address in default_binds(settings)]
+        if settings.use_ssl and shared:
+            problems.append(
+                f"TLS and plain HTTP (USE_TCP) cannot share {', '.join(shared)}: set SSL_PORT and PORT apart"
+            )
         if settings.quic_bind and not settings.tls:
             problems.append("QUIC_BIND needs TLS: set CERTFILE and KEYFILE")
         if settings.worker_class and settings.worker_class not in HYPERCORN_WORKER_CLASSES:

@@ -131,7 +131,7 @@ def test_empty_means_default_except_for_the_logs():
         ({"SERVER": "hypercorn", "QUIC_BIND": "0.0.0.0:443"}, "QUIC_BIND needs TLS"),
         (
             {"SERVER": "hypercorn", "USE_SSL": "1", "CERTFILE": "c", "KEYFILE": "k", "SSL_PORT": "80"},
-            "SSL_PORT=80 equals PORT",
+            "TLS and plain HTTP (USE_TCP) cannot share 0.0.0.0:80",
         ),
         ({"SERVER": "hypercorn", "WORKER_CLASS": "uvicorn_worker.UvicornWorker"}, "WORKER_CLASS="),
         ({"SERVER": "hypercorn", "FORWARDED_ALLOW_IPS": "*"}, "FORWARDED_ALLOW_IPS is not supported"),
