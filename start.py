@@ -649,7 +649,8 @@ def module_exists(name: str, search_path: Sequence[str]) -> bool:
         spec = PathFinder.find_spec(parts[depth - 1], path)
         if spec is None:
             return False
-        locations = spec.submodule_search_locations
+        # typeshed says list | None; a namespace package gives a _NamespacePath
+        locations: Any = spec.submodule_search_locations
         if locations is None:
             if depth < len(parts):
                 return False  # a plain module has no submodules
