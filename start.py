@@ -34,6 +34,7 @@ __version__ = "1.0.0"
 PROG = "asgi-start"
 SERVERS = ("gunicorn", "uvicorn", "hypercorn")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 TRUE_WORDS = ("1", "true", "yes", "y")
 FALSE_WORDS = ("0", "false", "no", "n")
 HYPERCORN_WORKER_CLASSES = ("asyncio", "uvloop", "trio")
@@ -124,6 +125,20 @@ def parse_log_level(raw: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"one of {' '.join(LOG_LEVELS)}")
     return level
+
+
+def parse_log_format(raw: str) -> str:
+    log_format = raw.strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"one of {' '.join(LOG_FORMATS)}")
+    return log_format
+
+
+def parse_request_paths(raw: str) -> list[str]:
+    paths = split_list(raw)
+    if any(not path.startswith("/") or any(ord(char) < 33 for char in path) for path in paths):
+        raise ValueError("comma-separated URL paths, each starting with /, e.g. /health,/metrics")
+    return paths
 
 
 def parse_server(raw: str) -> str:
@@ -304,8 +319,11 @@ VARIABLES = (
     Var("MAX_REQUESTS", parse_positive_int, None, "recycle a worker after this many requests", TIMES),
     Var("MAX_REQUESTS_JITTER", parse_positive_int, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES),
     Var("LOG_LEVEL", parse_log_level, "info", "`debug info warning error critical` (any case)", LOGS),
+    Var("LOG_FORMAT", parse_log_format, "text", "`text` (time, level, logger, pid, message) or `json` (one object per line); applies to start.py, the server, its access log and the app’s own loggers", LOGS),
     Var("ACCESS_LOG", parse_path, "-", "`-` is stdout, else a file path; empty disables the access log at its source", LOGS, empty_is_value=True),
-    Var("ERROR_LOG", parse_path, "-", "`-` is stderr, else a file path; empty disables", LOGS, empty_is_value=True),
+    Var("ERROR_LOG", parse_path, "-", "`-` is stderr, else a file path; empty disables (server and app records)", LOGS, empty_is_value=True),
+    Var("LOG_FILTERS", parse_request_paths, None, "comma-separated request paths whose access records are dropped: `/health` drops `/health` and `/health/live`, not `/healthy`", LOGS),
+    Var("LOGGING_CONF", parse_path, None, "your own `logging.config.dictConfig`: a `.json` file, or a Python file or module defining `LOGGING_CONFIG`; replaces the built-in configuration", LOGS),
     Var("WORKER_CLASS", parse_text, None, "Gunicorn: any worker class path or `asgi`; Hypercorn: `asyncio`, `uvloop`, `trio`", CLASSES, shown="Gunicorn: `uvicorn_worker.UvicornWorker` (else `uvicorn.workers.UvicornWorker` if `uvicorn-worker` is absent); Hypercorn: `asyncio`"),
     Var("GUNICORN_CONF", parse_path, None, "Gunicorn config file (path, or `python:module`)", CLASSES, shown="`gunicorn_conf.py`, else `app/gunicorn_conf.py`, else the default beside start.py"),
     Var("HYPERCORN_CONF", parse_path, None, "Hypercorn config (a path, `file:` path, `python:` module, or a `.toml` file)", CLASSES, shown="`hypercorn_conf.py`, else `app/hypercorn_conf.py`, else the default beside start.py"),
@@ -350,8 +368,11 @@ class Settings:
     max_requests: int | None
     max_requests_jitter: int | None
     log_level: str
+    log_format: str
     access_log: str
     error_log: str
+    log_filters: list[str] | None
+    logging_conf: str | None
     worker_class: str | None
     gunicorn_conf: str | None
     hypercorn_conf: str | None
@@ -681,6 +702,9 @@ class Facts:
         installed: Callable[[str], bool],
         search_path: Sequence[str],
         dev_shm: bool,
+        runtime_dir: str = "",
+        user_logging: dict[str, Any] | None = None,
+        problems: Sequence[str] = (),
     ) -> None:
         self.app_dir = app_dir
         self.start_dir = start_dir
@@ -688,6 +712,10 @@ class Facts:
         self.installed = installed
         self.search_path = list(search_path)
         self.dev_shm = dev_shm
+        # where the servers find this file as `asgi_start`, and the written logging config
+        self.runtime_dir = runtime_dir or runtime_dir_for(os.path.join(start_dir, "start.py"), "/tmp", 0)
+        self.user_logging = user_logging
+        self.problems = list(problems)  # found while probing; reported with the plan's own
 
     def path(self, relative: str) -> str:
         return os.path.normpath(os.path.join(self.app_dir, relative))
@@ -698,14 +726,308 @@ class Facts:
 
 def probe_facts(settings: Settings, app_dir: str | None = None, root: str = "/") -> Facts:
     app_dir = os.path.abspath(app_dir or os.getcwd())
-    return Facts(
+    start_path = os.path.abspath(__file__)
+    facts = Facts(
         app_dir=app_dir,
-        start_dir=os.path.dirname(os.path.abspath(__file__)),
+        start_dir=os.path.dirname(start_path),
         cpus=effective_cpu_count(settings, root),
         installed=is_installed,
         search_path=module_search_path(app_dir),
         dev_shm=os.path.isdir(_under(root, "/dev/shm")) and os.access(_under(root, "/dev/shm"), os.W_OK),
+        runtime_dir=runtime_dir_for(start_path, os.environ.get("TMPDIR") or "/tmp", os.getuid()),
     )
+    try:
+        facts.user_logging = load_logging_conf(settings, facts)
+    except ConfigError as error:
+        facts.problems += error.problems
+    return facts
+
+
+# --------------------------------------------------------------------------
+# Logging: one dictConfig for every server, its access log and the app.
+# The servers import the JSON formatter and the path filter from this very
+# file, reachable as the module `asgi_start` through a private runtime
+# directory that start.py puts on PYTHONPATH (see prepare_runtime).
+# --------------------------------------------------------------------------
+
+RUNTIME_MODULE = "asgi_start"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+TEXT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access")
+# The access message Uvicorn writes, `127.0.0.1:5000 - "GET /?q=1 HTTP/1.1" 200`, in the
+# other servers' format languages, so that the access lines read alike whichever runs.
+GUNICORN_ACCESS_FORMAT = '%(h)s - "%(r)s" %(s)s'
+HYPERCORN_ACCESS_FORMAT = '%(h)s - "%(m)s %(Uq)s HTTP/%(H)s" %(s)s'
+
+ERROR_LOGGERS = ("gunicorn.error", "uvicorn", "hypercorn.error")
+
+
+def stable_hash(text: str) -> str:
+    """A short digest that is the same in every process (hash() is salted; hashlib costs an import)."""
+    digest = 0
+    for char in text:
+        digest = (digest * 31 + ord(char)) % (1 << 64)
+    return f"{digest:016x}"
+
+
+def runtime_dir_for(start_path: str, tmp_dir: str, uid: int) -> str:
+    """start.py's private directory for this user and this copy of start.py."""
+    return os.path.join(tmp_dir, f"asgi-start-{uid}-{stable_hash(os.path.abspath(start_path))[:12]}")
+
+
+def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
+    """The built-in logging configuration: LOG_FORMAT, ACCESS_LOG, ERROR_LOG, LOG_LEVEL, LOG_FILTERS."""
+    if settings.log_format == "json":
+        formatter: dict[str, Any] = {"()": f"{RUNTIME_MODULE}.json_formatter"}
+    else:
+        formatter = {"format": TEXT_FORMAT, "datefmt": TEXT_DATE_FORMAT}
+    handlers: dict[str, Any] = {"error": log_handler(log_target(settings.error_log, facts), "ext://sys.stderr")}
+    access = log_target(settings.access_log, facts)
+    if access is not None:
+        handlers["access"] = log_handler(access, "ext://sys.stdout")
+        if settings.log_filters:
+            handlers["access"]["filters"] = ["paths"]
+    level = settings.log_level.upper()
+    loggers: dict[str, Any] = {
+        name: {"level": level, "handlers": ["error"], "propagate": False} for name in ERROR_LOGGERS
+    }
+    # The access log is its own switch (ACCESS_LOG), whatever LOG_LEVEL says; without a
+    # handler and without propagation, Uvicorn does not even build the record.
+    loggers.update(
+        {
+            name: {"level": "INFO", "handlers": ["access"] if access else [], "propagate": False}
+            for name in ACCESS_LOGGERS
+        }
+    )
+    config: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"asgi_start": formatter},
+        "handlers": handlers,
+        "loggers": loggers,
+        "root": {"level": level, "handlers": ["error"]},
+    }
+    if settings.log_filters:
+        config["filters"] = {"paths": {"()": f"{RUNTIME_MODULE}.access_path_filter", "paths": settings.log_filters}}
+    return config
+
+
+def log_handler(target: str | None, stream: str) -> dict[str, Any]:
+    if target is None:
+        return {"class": "logging.NullHandler"}
+    if target == "-":
+        return {"class": "logging.StreamHandler", "formatter": "asgi_start", "stream": stream}
+    return {"class": "logging.FileHandler", "formatter": "asgi_start", "filename": target}
+
+
+def load_logging_conf(settings: Settings, facts: Facts) -> dict[str, Any] | None:
+    """The user's LOGGING_CONF as a dict, checked: JSON file, Python file or module defining LOGGING_CONFIG.
+
+    A Python config runs here once, like a server runs its config file, so a
+    broken one stops the start with exit status 2 instead of failing in a worker.
+    """
+    given = settings.logging_conf
+    if not given:
+        return None
+    name = f"LOGGING_CONF={given!r}"
+    path = facts.path(given)
+    if not os.path.isfile(path):
+        spec_path = module_origin(given, facts.search_path) if _is_dotted_name(given) else None
+        if spec_path is None:
+            raise ConfigError([f"{name}: no such file {path}, and no module of that name"])
+        path = spec_path
+    try:
+        if path.endswith(".json"):
+            import json
+
+            with open(path, encoding="utf-8") as file:
+                config = json.load(file)
+        else:
+            import runpy
+
+            namespace = runpy.run_path(path, run_name="asgi_start_logging_conf")
+            if "LOGGING_CONFIG" not in namespace:
+                raise ConfigError([f"{name}: {path} does not define LOGGING_CONFIG"])
+            config = namespace["LOGGING_CONFIG"]
+    except ConfigError:
+        raise
+    except Exception as error:  # a user's file can fail in any way; the start must not
+        detail = str(error).splitlines()[0] if str(error) else ""
+        raise ConfigError([f"{name}: cannot load {path}: {type(error).__name__}: {detail}"]) from None
+    if not isinstance(config, dict) or config.get("version") != 1:
+        raise ConfigError([f"{name}: expected a logging.config.dictConfig dictionary with version 1"])
+    try:
+        import json
+
+        json.dumps(config)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            [f'{name}: every value must be plain data (name classes by import string, e.g. "()": "pkg.mod.Formatter")']
+        ) from None
+    return config
+
+
+def module_origin(name: str, search_path: Sequence[str]) -> str | None:
+    """The source file of a module found on disk (nothing imported), or None."""
+    from importlib.machinery import PathFinder
+
+    path: Any = list(search_path)
+    spec = None
+    for part in name.split("."):
+        spec = PathFinder.find_spec(part, path)
+        if spec is None:
+            return None
+        path = spec.submodule_search_locations
+    origin = getattr(spec, "origin", None)
+    return origin if origin and os.path.isfile(origin) else None
+
+
+def effective_logging(settings: Settings, facts: Facts) -> dict[str, Any]:
+    if facts.user_logging is None:
+        return logging_dict(settings, facts)
+    # Gunicorn lays a configuration over its own defaults key by key; their loggers and
+    # root name handlers that a user's configuration replaces. Empty ones mean
+    # "nothing" to Gunicorn and are skipped by dictConfig everywhere else.
+    return {"loggers": {}, "root": {}, **facts.user_logging}
+
+
+def logging_file(settings: Settings, facts: Facts) -> tuple[str, str]:
+    """The effective logging configuration as JSON, and the file it goes to for servers that take one.
+
+    The name is the content's digest: servers started with other settings (or
+    Uvicorn workers spawned later) never read each other's configuration.
+    """
+    import json
+
+    content = json.dumps(effective_logging(settings, facts), indent=1, sort_keys=True)
+    return os.path.join(facts.runtime_dir, f"logging-{stable_hash(content)}.json"), content
+
+
+# The two factories below are what the servers' dictConfig calls ("()") in
+# every process. They build their classes on first use so that start.py itself
+# never imports logging.
+
+_LOG_CLASSES: dict[str, Any] = {}
+
+
+def json_formatter(**_: Any) -> Any:
+    """A logging.Formatter writing one JSON object per record (fields in the README)."""
+    return _log_classes()["JsonFormatter"]()
+
+
+def access_path_filter(paths: Sequence[str] = ()) -> Any:
+    """A logging.Filter dropping access records of these paths (exact, or a prefix ending at /)."""
+    return _log_classes()["AccessPathFilter"](paths)
+
+
+def iso_utc(created: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+
+
+def _dash_is_none(value: Any) -> Any:
+    return None if value in ("-", "", None) else value
+
+
+def access_fields(record: Any) -> dict[str, Any] | None:
+    """The structured fields of an access record, whichever server wrote it; None for other records."""
+    args = record.args
+    if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+        # Uvicorn: (client, method, path with query, HTTP version, status); no duration, no user agent.
+        client, method, full_path, version, status = args
+        path, _, query = str(full_path).partition("?")
+        return {
+            "client": client,
+            "method": method,
+            "path": path,
+            "query": query,
+            "status": int(status),
+            "protocol": f"HTTP/{version}",
+            "duration_ms": None,
+            "user_agent": None,
+        }
+    if record.name in ("gunicorn.access", "hypercorn.access") and hasattr(args, "get"):
+        # Gunicorn's and Hypercorn's atoms: h client, m method, U path, q query, H protocol,
+        # s status, a user agent, D duration in microseconds.
+        protocol = str(args.get("H") or "")
+        status = args.get("s")
+        duration = args.get("D")
+        return {
+            "client": _dash_is_none(args.get("h")),
+            "method": args.get("m"),
+            "path": args.get("U"),
+            "query": args.get("q") or "",
+            "status": int(status) if str(status).isdigit() else None,
+            "protocol": protocol if protocol.startswith("HTTP/") or not protocol else f"HTTP/{protocol}",
+            "duration_ms": round(int(duration) / 1000, 3) if str(duration).isdigit() else None,
+            "user_agent": _dash_is_none(args.get("a")),
+        }
+    return None
+
+
+def access_path(record: Any) -> str | None:
+    args = record.args
+    if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+        return str(args[2]).partition("?")[0]
+    if hasattr(args, "get"):
+        path = args.get("U")
+        return str(path) if path is not None else None
+    return None
+
+
+def _log_classes() -> dict[str, Any]:
+    if _LOG_CLASSES:
+        return _LOG_CLASSES
+    import json
+    import logging
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            entry: dict[str, Any] = {
+                "time": iso_utc(record.created),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "pid": record.process,
+                "message": record.getMessage(),
+            }
+            fields = access_fields(record) if record.name in ACCESS_LOGGERS else None
+            if fields:
+                entry.update(fields)
+            if record.exc_info:
+                record.exc_text = record.exc_text or self.formatException(record.exc_info)
+            if record.exc_text:
+                entry["exception"] = record.exc_text
+            if record.stack_info:
+                entry["stack"] = self.formatStack(record.stack_info)
+            return json.dumps(entry, ensure_ascii=False, default=str)
+
+    class AccessPathFilter(logging.Filter):
+        def __init__(self, paths: Sequence[str]) -> None:
+            super().__init__()
+            self.exact = frozenset(path.rstrip("/") or "/" for path in paths)
+            self.prefixes = tuple(path.rstrip("/") + "/" for path in paths)
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            path = access_path(record)
+            return path is None or not (path in self.exact or path.startswith(self.prefixes))
+
+    _LOG_CLASSES.update(JsonFormatter=JsonFormatter, AccessPathFilter=AccessPathFilter)
+    return _LOG_CLASSES
+
+
+def launcher_line(log_format: str, level: str, message: str) -> str:
+    """One line of start.py's own output, in LOG_FORMAT, as a server's would look."""
+    import time
+
+    now = time.time()
+    if log_format == "json":
+        import json
+
+        entry = {"time": iso_utc(now), "level": level, "logger": PROG, "pid": os.getpid(), "message": message}
+        return json.dumps(entry, ensure_ascii=False)
+    stamp = time.strftime(TEXT_DATE_FORMAT, time.localtime(now))
+    return f"{stamp} {level.upper()} {PROG} [{os.getpid()}] {message}"
 
 
 # --------------------------------------------------------------------------
@@ -859,9 +1181,12 @@ def gunicorn_settings(settings: Settings, facts: Facts, workers: int, worker_cla
         "workers": workers,
         "worker_class": worker_class,
         "loglevel": settings.log_level,
-        "accesslog": log_target(settings.access_log, facts),
-        # Gunicorn has no "off" for its error log; an empty ERROR_LOG means discard.
-        "errorlog": log_target(settings.error_log, facts) or os.devnull,
+        # Where records go and how they look is the logging configuration's business;
+        # accesslog only switches the access log on or off at its source.
+        "accesslog": "-" if settings.access_log else None,
+        "access_log_format": GUNICORN_ACCESS_FORMAT,
+        "errorlog": "-",
+        "logconfig_dict": effective_logging(settings, facts),
         "timeout": settings.timeout,
         "graceful_timeout": settings.graceful_timeout,
         "keepalive": settings.keep_alive,
@@ -894,7 +1219,9 @@ GUNICORN_FLAGS = {
     "worker_class": "--worker-class",
     "loglevel": "--log-level",
     "accesslog": "--access-logfile",
+    "access_log_format": "--access-logformat",
     "errorlog": "--error-logfile",
+    "logconfig_json": "--log-config-json",
     "timeout": "--timeout",
     "graceful_timeout": "--graceful-timeout",
     "keepalive": "--keep-alive",
@@ -937,8 +1264,10 @@ def hypercorn_settings(settings: Settings, facts: Facts, workers: int) -> dict[s
         "workers": workers,
         "worker_class": settings.worker_class or "asyncio",
         "loglevel": settings.log_level,
-        "accesslog": log_target(settings.access_log, facts),
-        "errorlog": log_target(settings.error_log, facts),
+        "accesslog": "-" if settings.access_log else None,
+        "access_log_format": HYPERCORN_ACCESS_FORMAT,
+        "errorlog": "-" if settings.error_log else None,
+        "logconfig_dict": effective_logging(settings, facts),
         "keep_alive_timeout": settings.keep_alive,
         "graceful_timeout": settings.graceful_timeout,
         "backlog": settings.backlog or 100,
@@ -964,7 +1293,9 @@ HYPERCORN_FLAGS = {
     "worker_class": "--worker-class",
     "loglevel": "--log-level",
     "accesslog": "--access-logfile",
+    "access_log_format": "--access-logformat",
     "errorlog": "--error-logfile",
+    "logconfig": "--log-config",
     "keep_alive_timeout": "--keep-alive",
     "graceful_timeout": "--graceful-timeout",
     "backlog": "--backlog",
@@ -994,6 +1325,8 @@ class Plan:
         self.prestart: list[str] | None = fields.get("prestart")
         self.reload: bool = fields["reload"]
         self.log_level: str = fields["log_level"]
+        self.log_format: str = fields["log_format"]
+        self.runtime_dir: str = fields["runtime_dir"]
         self.worker_class: str | None = fields.get("worker_class")
         self.prebind: str | None = fields.get("prebind")
         self.backlog: int = fields.get("backlog") or 2048
@@ -1016,13 +1349,15 @@ class Plan:
             "prestart_command": self.prestart,
             "reload": self.reload,
             "log_level": self.log_level,
+            "log_format": self.log_format,
             "worker_class": self.worker_class,
             "prebound_socket": self.prebind,
+            "runtime_dir": self.runtime_dir,
             "files": sorted(self.files),
         }
 
     def summary(self) -> str:
-        parts = [f"{PROG}: {self.server}"]
+        parts = [self.server]
         if self.worker_class:
             parts[0] += f" ({self.worker_class})"
         if self.server != self.requested_server:
@@ -1063,7 +1398,10 @@ def plan_gunicorn(settings: Settings, facts: Facts, app_module: str, workers: in
     else:
         # No config file: hand the settings over in GUNICORN_CMD_ARGS, ahead of the
         # user's own, so Gunicorn's precedence (their flags win) still holds.
-        flags = as_flags(gunicorn_settings(settings, facts, workers, worker_class), GUNICORN_FLAGS)
+        options = gunicorn_settings(settings, facts, workers, worker_class)
+        del options["logconfig_dict"]
+        options["logconfig_json"] = logging_file(settings, facts)[0]
+        flags = as_flags(options, GUNICORN_FLAGS)
         ours = " ".join(quote_for_gunicorn(flag) for flag in flags)
         env["GUNICORN_CMD_ARGS"] = f"{ours} {settings.gunicorn_cmd_args}" if settings.gunicorn_cmd_args else ours
     argv += [*extra, app_module]
@@ -1095,17 +1433,12 @@ def plan_uvicorn(settings: Settings, facts: Facts, app_module: str, workers: int
             argv += ["--reload-dir", facts.path(directory)]
     else:
         argv += ["--workers", str(workers)]
-    argv += ["--log-level", settings.log_level]
+    # Levels come from the logging configuration, so LOG_LEVEL does not silence the access log.
+    argv += ["--log-config", logging_file(settings, facts)[0]]
+    if not settings.access_log:
+        argv.append("--no-access-log")
     argv += ["--timeout-keep-alive", str(settings.keep_alive)]
     argv += ["--timeout-graceful-shutdown", str(settings.graceful_timeout)]
-    files = {}
-    access, error = log_target(settings.access_log, facts), log_target(settings.error_log, facts)
-    if access is None:
-        argv.append("--no-access-log")
-    if access not in (None, "-") or error != "-":
-        path, content = uvicorn_log_config(access, error, settings.log_level)
-        files[path] = content
-        argv += ["--log-config", path]
     optional = (
         ("--backlog", settings.backlog),
         ("--limit-max-requests", settings.max_requests),
@@ -1120,55 +1453,7 @@ def plan_uvicorn(settings: Settings, facts: Facts, app_module: str, workers: int
         if value:
             argv += [flag, str(value)]
     argv += extra
-    return {"argv": argv, "prebind": prebind, "files": files, "backlog": settings.backlog}
-
-
-def uvicorn_log_config(access: str | None, error: str | None, level: str) -> tuple[str, str]:
-    """A dictConfig (JSON) for Uvicorn sending its logs where ACCESS_LOG and ERROR_LOG say.
-
-    Uvicorn has no flags for log files; --log-config takes a file, so the plan
-    names one in the temporary directory, keyed by its content.
-    """
-    import json
-
-    def handler(target: str | None, stream: str, formatter: str) -> dict[str, Any]:
-        if target is None:
-            return {"class": "logging.NullHandler"}
-        if target == "-":
-            return {"class": "logging.StreamHandler", "formatter": formatter, "stream": stream}
-        return {"class": "logging.FileHandler", "formatter": formatter, "filename": target}
-
-    config = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "default": {
-                "()": "uvicorn.logging.DefaultFormatter",
-                "fmt": "%(levelprefix)s %(message)s",
-                "use_colors": False,
-            },
-            "access": {
-                "()": "uvicorn.logging.AccessFormatter",
-                "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
-                "use_colors": False,
-            },
-        },
-        "handlers": {
-            "default": handler(error, "ext://sys.stderr", "default"),
-            "access": handler(access, "ext://sys.stdout", "access"),
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper()},
-            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
-        },
-    }
-    content = json.dumps(config, indent=1, sort_keys=True)
-    digest = 0
-    for char in content:  # a stable name without importing hashlib
-        digest = (digest * 31 + ord(char)) % (1 << 64)
-    directory = os.environ.get("TMPDIR") or "/tmp"
-    return os.path.join(directory, f"asgi-start-uvicorn-log-{digest:016x}.json"), content
+    return {"argv": argv, "prebind": prebind, "backlog": settings.backlog}
 
 
 def plan_hypercorn(settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str]) -> dict[str, Any]:
@@ -1191,8 +1476,8 @@ def plan_hypercorn(settings: Settings, facts: Facts, app_module: str, workers: i
                 ]
             )
         options = hypercorn_settings(settings, facts, workers)
-        # Hypercorn's flags cannot say "no error log"; the null device can.
-        options["errorlog"] = options["errorlog"] or os.devnull
+        del options["logconfig_dict"]
+        options["logconfig"] = "json:" + logging_file(settings, facts)[0]
         argv += as_flags(options, HYPERCORN_FLAGS)
     argv += [*extra, app_module]
     return {"argv": argv, "config_file": config_file, "worker_class": worker_class}
@@ -1211,7 +1496,7 @@ def collect_problems(
 
 def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = ()) -> Plan:
     """Settings and facts -> the complete plan. Pure: nothing is run or written."""
-    problems = check_paths(settings, facts)
+    problems = facts.problems + check_paths(settings, facts)
     app_module = collect_problems(find_app_module, settings, facts, problems)
     prestart = collect_problems(find_prestart, settings, facts, problems)
     if problems or app_module is None:
@@ -1233,6 +1518,9 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = ()) -> 
         prestart=prestart,
         reload=settings.with_reload,
         log_level=settings.log_level,
+        log_format=settings.log_format,
+        runtime_dir=facts.runtime_dir,
+        files=dict([logging_file(settings, facts)]),
         **details,
     )
 
@@ -1244,11 +1532,15 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = ()) -> 
 
 
 def _settings_and_facts(environ: Mapping[str, str] | None) -> tuple[Settings, Facts]:
+    environ = os.environ if environ is None else environ
     try:
-        settings = parse_settings(os.environ if environ is None else environ)
-        return settings, probe_facts(settings)
+        settings = parse_settings(environ)
+        facts = probe_facts(settings)
+        if facts.problems:
+            raise ConfigError(facts.problems)
+        return settings, facts
     except ConfigError as error:
-        exit_with_problems(error.problems)
+        exit_with_problems(error.problems, log_format_of(environ))
 
 
 def gunicorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -1256,16 +1548,37 @@ def gunicorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     settings, facts = _settings_and_facts(environ)
     try:
         workers, _ = compute_workers(settings, facts.cpus)
-        return gunicorn_settings(settings, facts, workers, resolve_gunicorn_worker_class(settings, facts))
+        options = gunicorn_settings(settings, facts, workers, resolve_gunicorn_worker_class(settings, facts))
     except ConfigError as error:
-        exit_with_problems(error.problems)
+        exit_with_problems(error.problems, settings.log_format)
+    make_runtime_importable(facts, settings.log_format)
+    return options
 
 
 def hypercorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Hypercorn settings from the environment, for hypercorn_conf.py."""
     settings, facts = _settings_and_facts(environ)
     workers, _ = compute_workers(settings, facts.cpus)
-    return hypercorn_settings(settings, facts, workers)
+    options = hypercorn_settings(settings, facts, workers)
+    make_runtime_importable(facts, settings.log_format)
+    return options
+
+
+def make_runtime_importable(facts: Facts, log_format: str) -> None:
+    """A config file run by hand, not through start.py, sets up what start.py would have."""
+    if facts.runtime_dir in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        return  # start.py did it before exec
+    try:
+        prepare_runtime(facts.runtime_dir, {})  # the config file hands its server the dictionary itself
+    except ConfigError as error:
+        exit_with_problems(error.problems, log_format)
+    sys.path.insert(0, facts.runtime_dir)
+    # spawned workers (Hypercorn, Uvicorn) start a fresh interpreter: tell them too
+    os.environ["PYTHONPATH"] = with_path_first(facts.runtime_dir, os.environ.get("PYTHONPATH"))
+
+
+def with_path_first(directory: str, python_path: str | None) -> str:
+    return directory + (os.pathsep + python_path if python_path else "")
 
 
 # --------------------------------------------------------------------------
@@ -1273,24 +1586,128 @@ def hypercorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]
 # --------------------------------------------------------------------------
 
 
-def exit_with_problems(problems: Iterable[str]) -> NoReturn:
+def log_format_of(environ: Mapping[str, str]) -> str:
+    """LOG_FORMAT as far as it can be told, also when the environment has errors."""
+    return "json" if environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
+
+
+def one_line(message: str) -> str:
+    """Values can hold line breaks (a path, say); a message stays one line whatever they hold."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def say(log_format: str, level: str, message: str) -> None:
+    print(launcher_line(log_format, level, one_line(message)), file=sys.stderr, flush=True)
+
+
+def exit_with_problems(problems: Iterable[str], log_format: str = "text") -> NoReturn:
     for problem in problems:
-        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        if log_format == "json":
+            say(log_format, "error", problem)
+        else:
+            print(f"{PROG}: error: {one_line(problem)}", file=sys.stderr)
     sys.stderr.flush()
     raise SystemExit(2)
 
 
-def run_prestart(command: list[str], environ: Mapping[str, str]) -> int:
-    """Run the pre-start script to completion; its exit status (128+N if killed by signal N)."""
-    print(f"{PROG}: running pre-start script {command[-1]}", file=sys.stderr, flush=True)
+def run_prestart(command: list[str], environ: Mapping[str, str], log_format: str) -> int:
+    """Run the pre-start script to completion; its exit status (128+N if killed by signal N).
+
+    SIGTERM and SIGINT meanwhile go to the script, and start.py stops with it:
+    as PID 1 without a handler start.py would ignore `docker stop` (the kernel
+    drops the signal), and killed it would orphan the script.
+    """
+    import signal
+
+    say(log_format, "info", f"running pre-start script {command[-1]}")
+    relay = log_format == "json"  # the script's lines become JSON records too
+    actions: list[tuple[Any, ...]] = []
+    if relay:
+        reader, writer = os.pipe()
+        actions = [(os.POSIX_SPAWN_DUP2, writer, 1), (os.POSIX_SPAWN_DUP2, writer, 2), (os.POSIX_SPAWN_CLOSE, reader)]
     try:
-        pid = os.posix_spawnp(command[0], command, dict(environ))
+        pid = os.posix_spawnp(command[0], command, dict(environ), file_actions=actions)
     except OSError as error:
-        print(f"{PROG}: error: PRE_START_PATH: cannot run {command[-1]}: {error.strerror}", file=sys.stderr)
+        say(log_format, "error", f"PRE_START_PATH: cannot run {command[-1]}: {error.strerror}")
         return 2
-    _, status = os.waitpid(pid, 0)
+    finally:
+        if relay:
+            os.close(writer)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        os.kill(pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        status = relay_output(reader, pid, log_format) if relay else os.waitpid(pid, 0)[1]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        say(log_format, "info", f"pre-start script stopped by signal {received[0]}; not starting the server")
+        return 128 + received[0]
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def relay_output(reader: int, pid: int, log_format: str) -> int:
+    """Pass the script's output on as log lines until it exits; its wait status.
+
+    It stops when the script exits even if a background process it started
+    still holds the pipe open.
+    """
+    import select
+
+    pending = b""
+    status = None
+    while status is None:
+        readable = select.select([reader], [], [], 0.2)[0]
+        chunk = os.read(reader, 65536) if readable else b""
+        if readable and not chunk:
+            break  # end of output
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            say(log_format, "info", line.decode(errors="replace"))
+        if not readable:
+            finished, wait_status = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                status = wait_status
+                while select.select([reader], [], [], 0)[0] and (chunk := os.read(reader, 65536)):
+                    pending += chunk
+    if pending.strip():
+        for line in pending.split(b"\n"):
+            say(log_format, "info", line.decode(errors="replace"))
+    os.close(reader)
+    return status if status is not None else os.waitpid(pid, 0)[1]
+
+
+def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
+    """Create start.py's private directory: `asgi_start.py` (a link to this file) and the files.
+
+    The directory is predictable, so it must be ours alone: a real directory,
+    owned by this user, closed to everyone else.
+    """
+    import stat
+
+    try:
+        os.makedirs(directory, 0o700, exist_ok=True)
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise ConfigError([f"TMPDIR: {directory} exists but is not a private directory of user {os.getuid()}"])
+        link = os.path.join(directory, RUNTIME_MODULE + ".py")
+        target = os.path.abspath(__file__)
+        if not os.path.islink(link) or os.readlink(link) != target:
+            temporary = f"{link}.{os.getpid()}"
+            os.symlink(target, temporary)
+            os.replace(temporary, link)
+        write_files(files)
+    except OSError as error:
+        raise ConfigError(
+            [f"TMPDIR: cannot prepare {directory}: {error.strerror}; point TMPDIR at a writable directory"]
+        ) from None
 
 
 def bind_listener(address: str, backlog: int) -> int:
@@ -1316,12 +1733,15 @@ def write_files(files: Mapping[str, str]) -> None:
 
 
 def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
-    write_files(plan.files)
+    try:
+        prepare_runtime(plan.runtime_dir, plan.files)
+    except ConfigError as error:
+        exit_with_problems(error.problems, plan.log_format)
     if plan.prebind:
         try:
             descriptor = bind_listener(plan.prebind, plan.backlog)
         except OSError as error:
-            print(f"{PROG}: error: cannot listen on {plan.prebind}: {error.strerror}", file=sys.stderr)
+            say(plan.log_format, "error", f"cannot listen on {plan.prebind}: {error.strerror}")
             raise SystemExit(1) from None
         if descriptor != UVICORN_SOCKET_FD:
             os.dup2(descriptor, UVICORN_SOCKET_FD, inheritable=True)
@@ -1341,6 +1761,8 @@ def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = dict(environ)
     env.update(plan.env)
+    # the servers find the JSON formatter and the path filter as `asgi_start`
+    env["PYTHONPATH"] = with_path_first(plan.runtime_dir, env.get("PYTHONPATH"))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(plan.argv[0], plan.argv, env)  # noqa: S606 -- an argv list, never a shell
@@ -1469,21 +1891,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return healthcheck(settings)
         plan = plan_launch(settings, probe_facts(settings), extra)
     except ConfigError as error:
-        exit_with_problems(error.problems)
+        exit_with_problems(error.problems, log_format_of(environ))
     if mode == "--dry-run":
         import json
 
         print(json.dumps(plan.as_dict(), indent=2))
         return 0
     if plan.prestart:
-        status = run_prestart(plan.prestart, environ)
+        status = run_prestart(plan.prestart, environ, plan.log_format)
         if status != 0:
-            print(
-                f"{PROG}: pre-start script {plan.prestart[-1]} exited with status {status}; not starting the server",
-                file=sys.stderr,
-            )
+            message = f"pre-start script {plan.prestart[-1]} exited with status {status}; not starting the server"
+            say(plan.log_format, "error", message)
             return status
-    print(plan.summary(), file=sys.stderr, flush=True)
+    say(plan.log_format, "info", plan.summary())
     exec_server(plan, environ)
 
 

@@ -190,3 +190,15 @@ class Server:
                 pass
         self.stdout.close()
         self.stderr.close()
+
+
+def wait_until_workers_serve(url: str, count: int, deadline_s: float = 15) -> set[str]:
+    """PIDs seen answering /pid on fresh connections, until `count` different workers have answered."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + deadline_s
+    while len(seen) < count and time.monotonic() < deadline:
+        try:
+            seen.add(http_get(url, timeout=2)[1])
+        except OSError:
+            time.sleep(0.05)
+    return seen

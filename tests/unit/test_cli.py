@@ -114,9 +114,7 @@ def readme_table() -> str:
 
 
 def test_readme_table_is_generated_from_the_code_table():
-    assert readme_table() == start.markdown_table(), (
-        "regenerate: python -c 'import start; print(start.markdown_table(), end=\"\")'"
-    )
+    assert readme_table() == start.markdown_table(), "regenerate: python scripts/sync_readme_table.py"
 
 
 def test_contract_variables_are_all_implemented():

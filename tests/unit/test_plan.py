@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -144,8 +143,9 @@ def test_gunicorn_alone_passes_every_setting_through_gunicorn_cmd_args(app_dir):
     assert result.config_file is None
     assert result.env["GUNICORN_CMD_ARGS"] == (
         "--bind 127.0.0.1:8000 --workers 3 --worker-class uvicorn_worker.UvicornWorker --log-level warning "
-        f"--error-logfile '{app_dir}/logs/error log.txt' --timeout 30 --graceful-timeout 7 --keep-alive 2 "
-        "--no-control-socket --backlog 64 --max-requests 100 --max-requests-jitter 10 --forwarded-allow-ips '*' "
+        "--access-logformat '%(h)s - \"%(r)s\" %(s)s' --error-logfile - --timeout 30 --graceful-timeout 7 --keep-alive 2 --no-control-socket --backlog 64 "
+        "--max-requests 100 --max-requests-jitter 10 --forwarded-allow-ips '*' "
+        f"--log-config-json {start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]} "
         # the user's own arguments come last, so they win as with a config file
         "--worker-connections 50"
     )
@@ -155,9 +155,12 @@ def test_gunicorn_cmd_args_quoting_survives_shlex(app_dir):
     import shlex
 
     (app_dir / "it's here").mkdir()
-    result = plan(app_dir, {"ACCESS_LOG": "it's here/a b.log"})
-    args = shlex.split(result.env["GUNICORN_CMD_ARGS"])
-    assert args[args.index("--access-logfile") + 1] == f"{app_dir}/it's here/a b.log"
+    (app_dir / "it's here/c d.pem").write_text("")
+    (app_dir / "k.pem").write_text("")
+    env = {"CERTFILE": "it's here/c d.pem", "KEYFILE": "k.pem", "CIPHERS": "ECDHE+AESGCM:!aNULL $HOME"}
+    args = shlex.split(plan(app_dir, env).env["GUNICORN_CMD_ARGS"])
+    assert args[args.index("--certfile") + 1] == f"{app_dir}/it's here/c d.pem"
+    assert args[args.index("--ciphers") + 1] == "ECDHE+AESGCM:!aNULL $HOME"
 
 
 @pytest.mark.parametrize(
@@ -198,35 +201,24 @@ def test_gunicorn_settings_for_the_config_file(app_dir):
     options = start.gunicorn_settings(settings, facts_for(app_dir), 4, "asgi")
     assert options["workers"] == 4 and options["worker_class"] == "asgi"
     assert options["accesslog"] is None  # disabled at the source, not an empty path
-    assert options["errorlog"] == os.devnull
+    assert options["errorlog"] == "-"  # where records go is the logging configuration's business
+    assert options["logconfig_dict"]["handlers"]["error"] == {"class": "logging.NullHandler"}
     assert options["certfile"] == str(app_dir / "c.pem") and options["keyfile"] == str(app_dir / "k.pem")
     assert options["control_socket_disable"] is True
-    assert set(options) <= set(start.GUNICORN_FLAGS)
+    assert set(options) - {"logconfig_dict"} <= set(start.GUNICORN_FLAGS)
 
 
 # --- Uvicorn -------------------------------------------------------------------
 
 
 def test_uvicorn_multi_worker_gets_a_prebound_nodelay_socket(app_dir):
-    result = plan(app_dir, {"SERVER": "uvicorn", "HOST": "127.0.0.1", "PORT": "8001"}, extra=["--loop", "asyncio"])
+    env = {"SERVER": "uvicorn", "HOST": "127.0.0.1", "PORT": "8001"}
+    result = plan(app_dir, env, extra=["--loop", "asyncio"])
     assert result.prebind == "127.0.0.1:8001"
     assert result.argv == [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "main:app",
-        "--fd",
-        "3",
-        "--workers",
-        "2",
-        "--log-level",
-        "info",
-        "--timeout-keep-alive",
-        "5",
-        "--timeout-graceful-shutdown",
-        "120",
-        "--loop",
-        "asyncio",
+        *(sys.executable, "-m", "uvicorn", "main:app", "--fd", "3", "--workers", "2"),
+        *("--log-config", start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]),
+        *("--timeout-keep-alive", "5", "--timeout-graceful-shutdown", "120", "--loop", "asyncio"),
     ]
 
 
@@ -248,7 +240,7 @@ def test_uvicorn_unix_socket_and_options(app_dir):
     }
     argv = plan(app_dir, env).argv
     assert argv[4:6] == ["--uds", str(app_dir / "run/app.sock")]
-    assert "--no-access-log" in argv and "--log-config" not in argv
+    assert "--no-access-log" in argv
     for flag, value in [
         ("--limit-max-requests", "5"),
         ("--limit-max-requests-jitter", "2"),
@@ -258,19 +250,23 @@ def test_uvicorn_unix_socket_and_options(app_dir):
         assert argv[argv.index(flag) + 1] == value
 
 
-def test_uvicorn_log_files_go_through_a_generated_log_config(app_dir):
+def test_every_server_gets_one_logging_configuration_file(app_dir):
     import json
 
-    result = plan(app_dir, {"SERVER": "uvicorn", "ACCESS_LOG": "access.log", "ERROR_LOG": ""})
-    path = result.argv[result.argv.index("--log-config") + 1]
-    config = json.loads(result.files[path])
-    assert config["handlers"]["access"] == {
-        "class": "logging.FileHandler",
-        "formatter": "access",
-        "filename": str(app_dir / "access.log"),
-    }
-    assert config["handlers"]["default"] == {"class": "logging.NullHandler"}
-    assert plan(app_dir, {"SERVER": "uvicorn", "ACCESS_LOG": "access.log", "ERROR_LOG": ""}).argv == result.argv
+    documents = set()
+    for server in ("gunicorn", "uvicorn", "hypercorn"):
+        env = {"SERVER": server, "ACCESS_LOG": "access.log", "ERROR_LOG": "", "LOG_FORMAT": "json"}
+        result = plan(app_dir, env)
+        [(path, content)] = result.files.items()
+        assert path == start.logging_file(start.parse_settings(env), facts_for(app_dir))[0] and path.startswith(
+            result.runtime_dir
+        )
+        documents.add(content)
+    [content] = documents  # one configuration, whatever the server
+    config = json.loads(content)
+    assert config["handlers"]["access"]["filename"] == str(app_dir / "access.log")
+    assert config["handlers"]["error"] == {"class": "logging.NullHandler"}
+    assert config["formatters"]["asgi_start"] == {"()": "asgi_start.json_formatter"}
 
 
 def test_reload_runs_uvicorn_with_one_process(app_dir):
@@ -341,36 +337,22 @@ def test_hypercorn_alone_with_tls_and_plain_http(app_dir):
     result = plan(app_dir, env)
     assert result.bind == ["127.0.0.1:8443", "127.0.0.1:8080", "127.0.0.1:8443"]
     assert result.argv == [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "--bind",
-        "127.0.0.1:8443",
-        "--insecure-bind",
-        "127.0.0.1:8080",
-        "--quic-bind",
-        "127.0.0.1:8443",
-        "--workers",
-        "2",
-        "--worker-class",
-        "uvloop",
-        "--log-level",
-        "info",
-        "--access-logfile",
-        "-",
-        "--error-logfile",
-        os.devnull,
-        "--keep-alive",
-        "5",
-        "--graceful-timeout",
-        "120",
-        "--backlog",
-        "100",
-        "--certfile",
-        str(app_dir / "c.pem"),
-        "--keyfile",
-        str(app_dir / "k.pem"),
-        "main:app",
+        *(sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:8443", "--insecure-bind", "127.0.0.1:8080"),
+        *("--quic-bind", "127.0.0.1:8443", "--workers", "2", "--worker-class", "uvloop", "--log-level", "info"),
+        *(
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            start.HYPERCORN_ACCESS_FORMAT,
+            "--keep-alive",
+            "5",
+            "--graceful-timeout",
+            "120",
+            "--backlog",
+            "100",
+        ),
+        *("--certfile", str(app_dir / "c.pem"), "--keyfile", str(app_dir / "k.pem")),
+        *("--log-config", "json:" + start.logging_file(start.parse_settings(env), facts_for(app_dir))[0], "main:app"),
     ]
 
 

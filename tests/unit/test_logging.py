@@ -1,0 +1,229 @@
+"""The one logging configuration: its shape, the JSON formatter, the path filter, LOGGING_CONF."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+import sys
+from pathlib import Path
+
+import pytest
+
+import start
+
+
+@pytest.fixture(autouse=True)
+def runtime_module(monkeypatch):
+    # In the servers `asgi_start` is start.py, found through the runtime directory.
+    monkeypatch.setitem(sys.modules, "asgi_start", start)
+
+
+def facts(tmp_path: Path) -> start.Facts:
+    return start.Facts(str(tmp_path), str(tmp_path), start.CpuCount(2, "test"), lambda _: True, [str(tmp_path)], False)
+
+
+def config_for(tmp_path: Path, **env: str) -> dict:
+    return start.logging_dict(start.parse_settings(env), facts(tmp_path))
+
+
+def record(name: str, message: str, args, level=logging.INFO, exc_info=None) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, args, exc_info)
+
+
+UVICORN_ACCESS = ("uvicorn.access", '%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5000", "GET", "/items?id=3", "1.1", 200))
+GUNICORN_ATOMS = {"h": "127.0.0.1", "m": "GET", "U": "/items", "q": "id=3", "H": "HTTP/1.1", "s": 200, "a": "curl/8",
+                  "D": 1534, "r": "GET /items?id=3 HTTP/1.1"}  # fmt: skip
+HYPERCORN_ATOMS = {"h": "127.0.0.1:5000", "m": "GET", "U": "/items", "q": "id=3", "H": "1.1", "s": "200", "a": "curl/8",
+                   "D": 2500, "r": "GET /items 1.1"}  # fmt: skip
+
+
+def test_text_configuration_uses_only_the_standard_library(tmp_path):
+    config = config_for(tmp_path)
+    assert config["formatters"]["asgi_start"] == {"format": start.TEXT_FORMAT, "datefmt": start.TEXT_DATE_FORMAT}
+    assert "filters" not in config
+    assert config["root"] == {"level": "INFO", "handlers": ["error"]}  # the app's own loggers
+    for name in start.ACCESS_LOGGERS:
+        assert config["loggers"][name] == {"level": "INFO", "handlers": ["access"], "propagate": False}
+    for name in start.ERROR_LOGGERS:
+        assert config["loggers"][name]["handlers"] == ["error"]
+
+
+def test_access_log_disabled_means_no_handler_and_no_propagation(tmp_path):
+    config = config_for(tmp_path, ACCESS_LOG="", LOG_LEVEL="debug")
+    assert "access" not in config["handlers"]
+    for name in start.ACCESS_LOGGERS:
+        assert config["loggers"][name] == {"level": "INFO", "handlers": [], "propagate": False}
+    logging.config.dictConfig(config)
+    assert not logging.getLogger("uvicorn.access").hasHandlers()  # what Uvicorn checks before building a record
+    assert logging.getLogger("some.app.module").getEffectiveLevel() == logging.DEBUG
+
+
+def test_log_filters_attach_to_the_access_handler(tmp_path):
+    config = config_for(tmp_path, LOG_FILTERS="/health,/metrics/")
+    assert config["handlers"]["access"]["filters"] == ["paths"]
+    assert config["filters"]["paths"] == {"()": "asgi_start.access_path_filter", "paths": ["/health", "/metrics/"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "dropped"),
+    [
+        ("/health", True),
+        ("/health/live", True),
+        ("/health/", True),
+        ("/healthy", False),
+        ("/", False),
+        ("/metrics", True),
+        ("/metrics/x", True),
+        ("/api/health", False),
+    ],
+)
+def test_path_filter_matches_exactly_or_as_a_prefix_ending_at_a_slash(path, dropped):
+    keep = start.access_path_filter(["/health", "/metrics/"]).filter
+    uvicorn = record("uvicorn.access", "%s %s %s %s %d", ("c", "GET", path + "?x=1", "1.1", 200))
+    gunicorn = record("gunicorn.access", "%(r)s", {**GUNICORN_ATOMS, "U": path})
+    assert keep(uvicorn) is (not dropped) and keep(gunicorn) is (not dropped)
+    assert keep(record("uvicorn.error", "Started %s", ("x",))) is True  # only access records are filtered
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "args", "expected"),
+    [
+        (
+            *UVICORN_ACCESS,
+            {
+                "client": "127.0.0.1:5000",
+                "method": "GET",
+                "path": "/items",
+                "query": "id=3",
+                "status": 200,
+                "protocol": "HTTP/1.1",
+                "duration_ms": None,
+                "user_agent": None,
+            },
+        ),
+        (
+            "gunicorn.access",
+            "%(r)s %(s)s",
+            GUNICORN_ATOMS,
+            {
+                "client": "127.0.0.1",
+                "method": "GET",
+                "path": "/items",
+                "query": "id=3",
+                "status": 200,
+                "protocol": "HTTP/1.1",
+                "duration_ms": 1.534,
+                "user_agent": "curl/8",
+            },
+        ),
+        (
+            "hypercorn.access",
+            "%(r)s %(s)s",
+            HYPERCORN_ATOMS,
+            {
+                "client": "127.0.0.1:5000",
+                "method": "GET",
+                "path": "/items",
+                "query": "id=3",
+                "status": 200,
+                "protocol": "HTTP/1.1",
+                "duration_ms": 2.5,
+                "user_agent": "curl/8",
+            },
+        ),
+    ],
+)
+def test_json_access_records_have_the_same_fields_whatever_the_server(name, message, args, expected):
+    line = start.json_formatter().format(record(name, message, args))
+    entry = json.loads(line)
+    assert set(entry) == {"time", "level", "logger", "pid", "message", *expected}
+    assert {key: entry[key] for key in expected} == expected
+    assert entry["logger"] == name and entry["level"] == "info" and entry["time"].endswith("Z")
+
+
+def test_json_records_carry_exceptions_on_one_line():
+    try:
+        raise ValueError("broken\nacross lines")
+    except ValueError:
+        line = start.json_formatter().format(record("app", "failed: %s", ("x",), logging.ERROR, sys.exc_info()))
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "failed: x" and entry["level"] == "error"
+    assert entry["exception"].startswith("Traceback") and "ValueError: broken" in entry["exception"]
+
+
+def test_the_configuration_applies_to_the_app_and_the_access_log(tmp_path):
+    config = config_for(tmp_path, LOG_FORMAT="json", LOG_FILTERS="/health")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    config["handlers"]["access"]["stream"] = stdout
+    config["handlers"]["error"]["stream"] = stderr
+    logging.config.dictConfig(config)
+    logging.getLogger("myapp.views").info("hello %s", "world")
+    logging.getLogger("uvicorn.access").info(*UVICORN_ACCESS[1:2], *UVICORN_ACCESS[2])
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "c", "GET", "/health", "1.1", 200)
+    [app_line] = stderr.getvalue().splitlines()
+    [access_line] = stdout.getvalue().splitlines()  # /health was dropped
+    assert json.loads(app_line)["message"] == "hello world" and json.loads(app_line)["logger"] == "myapp.views"
+    assert json.loads(access_line)["path"] == "/items"
+
+
+def test_launcher_lines_follow_the_format():
+    entry = json.loads(start.launcher_line("json", "info", "gunicorn | 2 workers"))
+    assert entry["logger"] == "asgi-start" and entry["message"] == "gunicorn | 2 workers"
+    text = start.launcher_line("text", "info", "gunicorn | 2 workers")
+    assert text.split(" ", 1)[1].startswith("INFO asgi-start [") and text.endswith("] gunicorn | 2 workers")
+
+
+# --- LOGGING_CONF ------------------------------------------------------------------------------
+
+VALID = {"version": 1, "handlers": {"h": {"class": "logging.StreamHandler"}}, "root": {"handlers": ["h"]}}
+
+
+def load(tmp_path: Path, value: str):
+    settings = start.parse_settings({"LOGGING_CONF": value})
+    return start.load_logging_conf(settings, facts(tmp_path))
+
+
+def problem(tmp_path: Path, value: str) -> str:
+    with pytest.raises(start.ConfigError) as caught:
+        load(tmp_path, value)
+    [line] = caught.value.problems
+    return line
+
+
+def test_logging_conf_json_file(tmp_path):
+    (tmp_path / "log.json").write_text(json.dumps(VALID))
+    assert load(tmp_path, "log.json") == VALID
+
+
+def test_logging_conf_python_file_and_module(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf/logs.py").write_text(f"LOGGING_CONFIG = {VALID!r}\n")
+    assert load(tmp_path, "conf/logs.py") == VALID
+    assert load(tmp_path, "conf.logs") == VALID
+
+
+@pytest.mark.parametrize(
+    ("files", "value", "fragment"),
+    [
+        ({}, "missing.json", "no such file"),
+        ({"bad.json": "{not json"}, "bad.json", "cannot load"),
+        ({"list.json": "[1, 2]"}, "list.json", "dictConfig dictionary with version 1"),
+        ({"v2.json": '{"version": 2}'}, "v2.json", "version 1"),
+        ({"none.py": "X = 1\n"}, "none.py", "does not define LOGGING_CONFIG"),
+        ({"boom.py": "raise RuntimeError('no db')\n"}, "boom.py", "RuntimeError: no db"),
+        ({"syntax.py": "LOGGING_CONFIG = {\n"}, "syntax.py", "SyntaxError"),
+        (
+            {"obj.py": "import logging\nLOGGING_CONFIG = {'version': 1, 'x': logging.Formatter}\n"},
+            "obj.py",
+            "plain data",
+        ),
+    ],
+)
+def test_a_broken_logging_conf_is_one_clear_problem(tmp_path, files, value, fragment):
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    line = problem(tmp_path, value)
+    assert line.startswith(f"LOGGING_CONF={value!r}: ") and fragment in line
