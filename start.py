@@ -76,36 +76,56 @@ def parse_bool(raw: str) -> bool:
     raise ValueError(f"a boolean: {' '.join(TRUE_WORDS)} / {' '.join(FALSE_WORDS)}")
 
 
-def _parse_int(raw: str, minimum: int, maximum: int | None = None) -> int:
-    accepted = f"a whole number from {minimum} to {maximum}" if maximum else f"a whole number >= {minimum}"
-    try:
-        value = int(raw.strip(), 10)
-    except ValueError:
-        raise ValueError(accepted) from None
-    if value < minimum or (maximum is not None and value > maximum):
+# Upper bounds keep every number one the servers and the kernel can take (listen()'s
+# backlog, float arithmetic on the worker count); past them is a typo, not a setting.
+MAX_WORKER_COUNT = 4096
+MAX_WORKERS_PER_CORE = 64
+MAX_CPU_COUNT = 65536
+MAX_SECONDS = 86400
+MAX_BACKLOG = 65535
+MAX_REQUEST_COUNT = 2**31 - 1
+
+
+def _parse_int(raw: str, minimum: int, maximum: int) -> int:
+    accepted = f"a whole number from {minimum} to {maximum}"
+    text = raw.strip()
+    # ASCII digits only: int() would also take '+5', '1_000' and other scripts' digits
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(accepted)
+    value = int(text)
+    if not minimum <= value <= maximum:
         raise ValueError(accepted)
     return value
 
 
-def parse_positive_int(raw: str) -> int:
-    return _parse_int(raw, 1)
+def parse_worker_count(raw: str) -> int:
+    return _parse_int(raw, 1, MAX_WORKER_COUNT)
 
 
 def parse_seconds(raw: str) -> int:
-    return _parse_int(raw, 0)
+    return _parse_int(raw, 0, MAX_SECONDS)
 
 
 def parse_port(raw: str) -> int:
     return _parse_int(raw, 1, 65535)
 
 
-def parse_positive_number(raw: str) -> float:
-    accepted = "a number > 0 (fractions allowed, e.g. 0.5)"
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError(accepted) from None
-    if not (0 < value < float("inf")):
+def parse_backlog(raw: str) -> int:
+    return _parse_int(raw, 1, MAX_BACKLOG)
+
+
+def parse_request_count(raw: str) -> int:
+    return _parse_int(raw, 1, MAX_REQUEST_COUNT)
+
+
+def parse_workers_per_core(raw: str) -> float:
+    accepted = f"a number above 0 and at most {MAX_WORKERS_PER_CORE}, fractions allowed (e.g. 0.5)"
+    text = raw.strip()
+    whole, _, fraction = text.partition(".")
+    if not (text.isascii() and (whole + fraction).isdigit() and (whole or fraction)):
+        raise ValueError(accepted)
+    value = float(text)
+    if not 0 < value <= MAX_WORKERS_PER_CORE:
         raise ValueError(accepted)
     return value
 
@@ -115,9 +135,9 @@ def parse_cpu_count(raw: str) -> int | None:
     if raw.strip().lower() == "default":
         return None
     try:
-        return _parse_int(raw, 1)
+        return _parse_int(raw, 1, MAX_CPU_COUNT)
     except ValueError:
-        raise ValueError("a whole number >= 1, or 'default'") from None
+        raise ValueError(f"a whole number from 1 to {MAX_CPU_COUNT}, or 'default'") from None
 
 
 def parse_log_level(raw: str) -> str:
@@ -191,7 +211,7 @@ def parse_address(raw: str) -> str:
             raise ValueError(accepted)
         return text
     if text.startswith("fd://"):
-        _parse_int(text[len("fd://") :], 0)
+        _parse_int(text[len("fd://") :], 0, 65535)
         return text
     host, port = split_host_port(text)
     if not host or port is None:
@@ -295,9 +315,9 @@ VARIABLES = (
     Var("VARIABLE_NAME", parse_attribute_name, "app", "attribute holding the ASGI app", APP),
     Var("WITH_RELOAD", parse_bool, "false", "development: one process, restart on code change (Uvicorn’s reloader for gunicorn/uvicorn, Hypercorn’s own for hypercorn)", APP),
     Var("RELOAD_DIRS", parse_path_list, None, "comma-separated directories to watch (Uvicorn; Hypercorn watches the loaded modules)", APP, shown="app directory"),
-    Var("WEB_CONCURRENCY", parse_positive_int, None, "exact number of worker processes (integer >= 1); wins over the computed count and over `MAX_WORKERS`", WORKERS),
-    Var("WORKERS_PER_CORE", parse_positive_number, "1", "workers per effective CPU (number > 0, fractions allowed)", WORKERS),
-    Var("MAX_WORKERS", parse_positive_int, None, "upper bound on the computed count (integer >= 1)", WORKERS),
+    Var("WEB_CONCURRENCY", parse_worker_count, None, "exact number of worker processes (1–4096); wins over the computed count and over `MAX_WORKERS`", WORKERS),
+    Var("WORKERS_PER_CORE", parse_workers_per_core, "1", "workers per effective CPU (above 0, at most 64, fractions allowed)", WORKERS),
+    Var("MAX_WORKERS", parse_worker_count, None, "upper bound on the computed count (1–4096)", WORKERS),
     Var("PYTHON_CPU_COUNT", parse_cpu_count, None, "overrides the effective CPU count (as in CPython 3.13)", WORKERS),
     Var("HOST", parse_host, "0.0.0.0", "address inside the container", LISTEN),
     Var("PORT", parse_port, "80", "plain-HTTP port; setting both names to different values is an error", LISTEN, aliases=("TCP_PORT",)),
@@ -311,13 +331,13 @@ VARIABLES = (
     Var("KEYFILE", parse_path, None, "TLS private key", LISTEN),
     Var("CA_CERTS", parse_path, None, "CA bundle for client certificates", LISTEN),
     Var("CIPHERS", parse_text, None, "TLS cipher string", LISTEN, shown="`ECDHE+AESGCM` under Hypercorn; the server’s own elsewhere"),
-    Var("BACKLOG", parse_positive_int, None, "pending-connection queue", LISTEN, shown="the server’s own (2048); `100` under Hypercorn"),
+    Var("BACKLOG", parse_backlog, None, "pending-connection queue", LISTEN, shown="the server’s own (2048); `100` under Hypercorn"),
     Var("FORWARDED_ALLOW_IPS", parse_text, None, "proxies trusted for `X-Forwarded-*` headers (Gunicorn, Uvicorn)", LISTEN, shown="the server’s own (`127.0.0.1`)"),
     Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES),
     Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers)", TIMES),
     Var("KEEP_ALIVE", parse_seconds, "5", "idle keep-alive seconds (all servers)", TIMES),
-    Var("MAX_REQUESTS", parse_positive_int, None, "recycle a worker after this many requests", TIMES),
-    Var("MAX_REQUESTS_JITTER", parse_positive_int, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES),
+    Var("MAX_REQUESTS", parse_request_count, None, "recycle a worker after this many requests", TIMES),
+    Var("MAX_REQUESTS_JITTER", parse_request_count, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES),
     Var("LOG_LEVEL", parse_log_level, "info", "`debug info warning error critical` (any case)", LOGS),
     Var("LOG_FORMAT", parse_log_format, "text", "`text` (time, level, logger, pid, message) or `json` (one object per line); applies to start.py, the server, its access log and the app’s own loggers", LOGS),
     Var("ACCESS_LOG", parse_path, "-", "`-` is stdout, else a file path; empty disables the access log at its source", LOGS, empty_is_value=True),
@@ -1625,23 +1645,30 @@ def run_prestart(command: list[str], environ: Mapping[str, str], log_format: str
     if relay:
         reader, writer = os.pipe()
         actions = [(os.POSIX_SPAWN_DUP2, writer, 1), (os.POSIX_SPAWN_DUP2, writer, 2), (os.POSIX_SPAWN_CLOSE, reader)]
-    try:
-        pid = os.posix_spawnp(command[0], command, dict(environ), file_actions=actions)
-    except OSError as error:
-        say(log_format, "error", f"PRE_START_PATH: cannot run {command[-1]}: {error.strerror}")
-        return 2
-    finally:
-        if relay:
-            os.close(writer)
     received: list[int] = []
+    child: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:
         received.append(signum)
-        os.kill(pid, signum)
+        if child:
+            os.kill(child[0], signum)
 
+    # installed before the spawn, so that no signal falls between the two
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        status = relay_output(reader, pid, log_format) if relay else os.waitpid(pid, 0)[1]
+        try:
+            child.append(os.posix_spawnp(command[0], command, dict(environ), file_actions=actions))
+        except OSError as error:
+            say(log_format, "error", f"PRE_START_PATH: cannot run {command[-1]}: {error.strerror}")
+            if relay:
+                os.close(reader)
+            return 2
+        finally:
+            if relay:
+                os.close(writer)
+        if received:  # arrived while spawning
+            os.kill(child[0], received[0])
+        status = relay_output(reader, child[0], log_format) if relay else os.waitpid(child[0], 0)[1]
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -1831,6 +1858,9 @@ configured from the environment, then become the server (exec).
 
 Exit status: 0 dry-run/help done, 2 configuration error, the pre-start
 script's status when it fails, otherwise the server's own (start.py execs it).
+
+A worker that dies is replaced by Gunicorn and Uvicorn; Hypercorn stops the
+whole server instead (exit status 0), so give it a restart policy of always.
 """
 
 
