@@ -17,7 +17,7 @@ TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WA
 
 
 def start_logging_app(servers, tmp_path, **env: str) -> Server:
-    app_dir = copy_app(tmp_path, "logging")
+    app_dir = copy_app(tmp_path)
     server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(free_port()), **env))
     servers.append(server)
     assert server.wait_ready()[0] == 200
@@ -123,7 +123,7 @@ def test_logging_conf_replaces_the_built_in_configuration(servers, tmp_path, ser
 def test_broken_logging_conf_stops_the_start(tmp_path):
     from helpers import run_start
 
-    app_dir = copy_app(tmp_path, "logging")
+    app_dir = copy_app(tmp_path)
     (app_dir / "logs.json").write_text("{broken")
     result = run_start([], clean_env(PORT=str(free_port()), LOGGING_CONF="logs.json"), app_dir)
     assert result.returncode == 2
@@ -134,7 +134,7 @@ def test_broken_logging_conf_stops_the_start(tmp_path):
 def test_json_errors_and_prestart_output_are_json_too(tmp_path):
     from helpers import run_start
 
-    app_dir = copy_app(tmp_path, "logging")
+    app_dir = copy_app(tmp_path)
     (app_dir / "prestart.sh").write_text("echo migrating; echo oops >&2; exit 3\n")
     result = run_start([], clean_env(PORT=str(free_port()), LOG_FORMAT="json"), app_dir)
     assert result.returncode == 3

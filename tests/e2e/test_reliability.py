@@ -131,7 +131,7 @@ class Load:
 
 
 def start_server(servers: list, tmp_path: Path, server_name: str, **env: str) -> Server:
-    app_dir = copy_app(tmp_path, "reliability")
+    app_dir = copy_app(tmp_path)
     server = Server(
         app_dir,
         clean_env(HOST="127.0.0.1", PORT=str(free_port()), SERVER=server_name, WEB_CONCURRENCY="2", **env),
@@ -334,7 +334,7 @@ def test_hypercorn_stops_the_whole_server_when_a_worker_is_killed(servers, tmp_p
 
 def test_hypercorn_exits_0_when_its_workers_cannot_load_the_app(tmp_path, record_property):
     """Measured, for the README's exit statuses: the same Hypercorn bug as above, at start-up."""
-    app_dir = copy_app(tmp_path, "reliability")
+    app_dir = copy_app(tmp_path)
     env = clean_env(
         HOST="127.0.0.1", PORT=str(free_port()), SERVER="hypercorn", WEB_CONCURRENCY="2", VARIABLE_NAME="missing"
     )
@@ -377,7 +377,7 @@ def port_open(port: int) -> bool:
 
 
 def prestart_server(servers: list, tmp_path: Path, seconds: float, **extra: str) -> tuple[Server, Path]:
-    app_dir = copy_app(tmp_path, "reliability")
+    app_dir = copy_app(tmp_path)
     (app_dir / "prestart.py").write_text(SLOW_PRESTART)
     env = clean_env(
         HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="1", PRESTART_SECONDS=str(seconds), **extra
