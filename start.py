@@ -704,6 +704,23 @@ def module_exists(name: str, search_path: Sequence[str]) -> bool:
     return True
 
 
+def installed_version(distribution: str) -> tuple[int, ...]:
+    """The installed version of a distribution as numbers, (0,) when unknown (read from its metadata)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return (0,)
+    numbers = []
+    for part in version.split(".")[:3]:
+        digits = "".join(char for char in part if char.isdigit())
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers) or (0,)
+
+
 def is_installed(module: str) -> bool:
     """Whether a top-level module can be imported by this interpreter (nothing is imported)."""
     from importlib.machinery import PathFinder
@@ -722,6 +739,7 @@ class Facts:
         installed: Callable[[str], bool],
         search_path: Sequence[str],
         dev_shm: bool,
+        version: Callable[[str], tuple[int, ...]] = installed_version,
         runtime_dir: str = "",
         user_logging: dict[str, Any] | None = None,
         problems: Sequence[str] = (),
@@ -730,6 +748,7 @@ class Facts:
         self.start_dir = start_dir
         self.cpus = cpus
         self.installed = installed
+        self.version = version  # only asked where a flag depends on it
         self.search_path = list(search_path)
         self.dev_shm = dev_shm
         # where the servers find this file as `asgi_start`, and the written logging config
@@ -1419,6 +1438,9 @@ def plan_gunicorn(settings: Settings, facts: Facts, app_module: str, workers: in
         # No config file: hand the settings over in GUNICORN_CMD_ARGS, ahead of the
         # user's own, so Gunicorn's precedence (their flags win) still holds.
         options = gunicorn_settings(settings, facts, workers, worker_class)
+        if facts.version("gunicorn") < (25, 1):
+            # a config file may name settings an older Gunicorn lacks; its command line may not
+            del options["control_socket_disable"]
         del options["logconfig_dict"]
         options["logconfig_json"] = logging_file(settings, facts)[0]
         flags = as_flags(options, GUNICORN_FLAGS)

@@ -123,7 +123,9 @@ def test_start_py_alone_still_passes_every_setting(servers, tmp_path, server_nam
     output = server.output()
     assert "probe-access-log" not in output  # ACCESS_LOG="" disabled it
     server_lines = [line for line in output.splitlines() if " asgi-start [" not in line]
-    assert server_lines == [], output  # LOG_LEVEL=warning: no INFO records, and the access log is off
+    # LOG_LEVEL=warning reached the server: no INFO records (Gunicorn 23 still says "Worker was sent
+    # SIGTERM!" at ERROR on every stop; newer ones at INFO)
+    assert not [line for line in server_lines if " INFO " in line or " DEBUG " in line], output
 
 
 @pytest.mark.parametrize(

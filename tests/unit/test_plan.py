@@ -12,7 +12,9 @@ import start
 ALL_INSTALLED = frozenset({"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "uvloop", "trio"})
 
 
-def facts_for(app_dir: Path, start_dir: Path | None = None, installed=ALL_INSTALLED, cpus: int = 2) -> start.Facts:
+def facts_for(
+    app_dir: Path, start_dir: Path | None = None, installed=ALL_INSTALLED, cpus: int = 2, gunicorn=(27, 0, 1)
+) -> start.Facts:
     return start.Facts(
         app_dir=str(app_dir),
         start_dir=str(start_dir or app_dir / "no-start-dir"),
@@ -20,6 +22,7 @@ def facts_for(app_dir: Path, start_dir: Path | None = None, installed=ALL_INSTAL
         installed=lambda name: name in installed,
         search_path=start.module_search_path(str(app_dir)),
         dev_shm=False,
+        version=lambda name: gunicorn if name == "gunicorn" else (0,),
     )
 
 
@@ -414,3 +417,19 @@ def test_dry_run_document_has_the_promised_keys(app_dir):
         "worker_class",
     ):
         assert key in document
+
+
+def test_gunicorn_before_25_1_gets_no_control_socket_flag(app_dir):
+    # Gunicorn 23 (the newest for Python 3.9) rejects --no-control-socket on its command line
+    old = plan(app_dir, {}, gunicorn=(23, 0, 0)).env["GUNICORN_CMD_ARGS"]
+    assert "--no-control-socket" not in old and "--bind" in old
+    assert "--no-control-socket" in plan(app_dir, {}, gunicorn=(25, 1, 0)).env["GUNICORN_CMD_ARGS"]
+
+
+def test_installed_version_reads_metadata_without_importing():
+    import sys
+    from importlib import metadata
+
+    expected = tuple(int(part) for part in metadata.version("gunicorn").split(".")[:3])
+    assert start.installed_version("gunicorn") == expected and "gunicorn" not in sys.modules
+    assert start.installed_version("no-such-distribution-here") == (0,)

@@ -1,0 +1,130 @@
+# asgi-start container images: an ASGI app served by Gunicorn+Uvicorn workers,
+# Uvicorn or Hypercorn, chosen at run time by start.py (see the README).
+#
+#   docker build --target base      -t asgi-start:3.14-slim .
+#   docker build --target fastapi   -t asgi-start:3.14-slim-fastapi .
+#   docker build --target starlette --build-arg VARIANT=alpine -t asgi-start:3.14-alpine-starlette .
+#
+# Build arguments:
+#   PYTHON_VERSION  3.11 ... 3.14 (default: the newest stable CPython)
+#   VARIANT         slim (Debian) or alpine (musl)
+#   BASE_IMAGE      the base image itself; default python:${PYTHON_VERSION}-${VARIANT}.
+#                   Any image with `python` (3.11+, with venv and ensurepip) on PATH works.
+#
+# Targets: base (the three servers), fastapi (base + FastAPI), starlette (base + Starlette).
+# The last stage, `base`, is the default target.
+#
+# Dependencies come only from the hashed locks in requirements/ (regenerate them
+# with requirements/lock.sh), installed in a builder stage into /opt/venv, which
+# is the only thing copied into the runtime stages: no compiler, no build tools,
+# no pip cache in the final image.
+
+ARG PYTHON_VERSION=3.14
+ARG VARIANT=slim
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-${VARIANT}
+
+
+# ---------------------------------------------------------------------------
+# builder: a virtual environment in /opt/venv, built where compilers may exist
+# ---------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# `python` as found on PATH: /usr/local/bin/python in the official images,
+# /usr/bin/python elsewhere. The venv remembers it, so the runtime stage must
+# be the same base image (it is).
+RUN python -m venv /opt/venv
+
+# Wheels only. Alpine (musl) has musllinux wheels of every pinned package; if
+# one is ever missing, install.sh adds the compilers (apk) to this stage only
+# and builds that package from its hashed sdist. See requirements/install.sh.
+COPY requirements/install.sh /tmp/requirements/install.sh
+
+FROM builder AS venv-base
+COPY requirements/base.txt /tmp/requirements/base.txt
+RUN sh /tmp/requirements/install.sh /tmp/requirements/base.txt
+
+FROM venv-base AS venv-fastapi
+COPY requirements/fastapi.txt /tmp/requirements/fastapi.txt
+RUN sh /tmp/requirements/install.sh /tmp/requirements/fastapi.txt
+
+FROM venv-base AS venv-starlette
+COPY requirements/starlette.txt /tmp/requirements/starlette.txt
+RUN sh /tmp/requirements/install.sh /tmp/requirements/starlette.txt
+
+
+# ---------------------------------------------------------------------------
+# runtime: the clean base image, a non-root user, the launcher's environment
+# ---------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+ARG BASE_IMAGE
+# org.opencontainers.image.source/revision/created/version are added by CI
+# (.github/workflows/images.yml), which knows them.
+LABEL org.opencontainers.image.title="asgi-start" \
+      org.opencontainers.image.description="ASGI app server image: Gunicorn+Uvicorn workers, Uvicorn or Hypercorn, configured by environment variables (start.py)" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+
+# The user the server runs as: app, UID 10001, GID 10001, home /home/app
+# (writable, for the odd cache; /app and /opt/venv stay root-owned and read-only to it).
+RUN set -eux; \
+    if command -v useradd >/dev/null 2>&1; then \
+        groupadd --gid 10001 app; \
+        useradd --uid 10001 --gid 10001 --no-log-init --create-home --home-dir /home/app \
+            --shell /usr/sbin/nologin app; \
+    else \
+        addgroup -g 10001 -S app; \
+        adduser -u 10001 -G app -S -D -h /home/app -s /sbin/nologin app; \
+    fi
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /app
+
+# Port 80 binds as the non-root user on Docker >= 20.10 (it sets
+# net.ipv4.ip_unprivileged_port_start=0 in the container's network namespace).
+# Elsewhere (--network host, older engines, some Kubernetes setups) set PORT,
+# e.g. PORT=8080.
+EXPOSE 80
+
+# No curl needed: start.py connects to its own bound port on localhost and
+# requests HEALTHCHECK_PATH (default /); healthy below status 500.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "/start.py", "--healthcheck"]
+
+# exec form: start.py execs the server, which becomes PID 1 and gets SIGTERM.
+CMD ["python", "/start.py"]
+
+# The targets: runtime + their venv + the launcher, copied verbatim (the modes
+# are set, so that a checkout with a strict umask still gives readable files).
+# Needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 before).
+
+
+FROM runtime AS fastapi
+COPY --from=venv-fastapi /opt/venv /opt/venv
+COPY --chmod=0755 start.py /
+COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
+USER 10001:10001
+
+FROM runtime AS starlette
+COPY --from=venv-starlette /opt/venv /opt/venv
+COPY --chmod=0755 start.py /
+COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
+USER 10001:10001
+
+# last, so that it is the default target
+FROM runtime AS base
+COPY --from=venv-base /opt/venv /opt/venv
+COPY --chmod=0755 start.py /
+COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
+USER 10001:10001

@@ -1,0 +1,13 @@
+# start.py alone on Python 3.9 (bullseye stand-in): the servers unpinned, as pip
+# resolves them for 3.9, in a venv; no project Dockerfile involved.
+# TEST_PACKAGES: what the launcher's own tests (tests/unit, tests/e2e) import or run.
+# The repository is mounted at /src when the tests run.
+ARG BASE_IMAGE=asgi-start-standin:bullseye
+FROM ${BASE_IMAGE}
+ARG TEST_PACKAGES="pytest pytest-timeout hypothesis trio vermin"
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /venv \
+    && /venv/bin/python -m pip install --upgrade pip \
+    && /venv/bin/python -m pip install gunicorn uvicorn uvicorn-worker hypercorn ${TEST_PACKAGES} \
+    && /venv/bin/python -m pip list
+ENV PATH=/venv/bin:$PATH
