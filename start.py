@@ -679,9 +679,19 @@ def module_search_path(app_dir: str) -> list[str]:
     return [app_dir] + [entry for entry in sys.path[1:] if entry]
 
 
+def path_finder() -> Any:
+    """importlib's PathFinder, taken from sys.meta_path: importing importlib costs a millisecond."""
+    for finder in sys.meta_path:
+        if getattr(finder, "__name__", "") == "PathFinder":
+            return finder
+    from importlib.machinery import PathFinder
+
+    return PathFinder
+
+
 def module_exists(name: str, search_path: Sequence[str]) -> bool:
     """Whether `name` (dotted) can be found on disk, without importing anything."""
-    from importlib.machinery import PathFinder
+    PathFinder = path_finder()
 
     path: Sequence[str] | None = list(search_path)
     parts = name.split(".")
@@ -723,9 +733,7 @@ def installed_version(distribution: str) -> tuple[int, ...]:
 
 def is_installed(module: str) -> bool:
     """Whether a top-level module can be imported by this interpreter (nothing is imported)."""
-    from importlib.machinery import PathFinder
-
-    return PathFinder.find_spec(module, [entry for entry in sys.path if entry]) is not None
+    return path_finder().find_spec(module, [entry for entry in sys.path if entry]) is not None
 
 
 class Facts:
@@ -799,6 +807,62 @@ GUNICORN_ACCESS_FORMAT = '%(h)s - "%(r)s" %(s)s'
 HYPERCORN_ACCESS_FORMAT = '%(h)s - "%(m)s %(Uq)s HTTP/%(H)s" %(s)s'
 
 ERROR_LOGGERS = ("gunicorn.error", "uvicorn", "hypercorn.error")
+
+
+def to_json(value: Any, indent: int | None = None, sort_keys: bool = False, _depth: int = 0) -> str:
+    """JSON for start.py's own output, without importing json (which brings re and enum along).
+
+    Plain data only, as json.dumps would write it with ensure_ascii; TypeError otherwise.
+    """
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        import math
+
+        if not math.isfinite(value):
+            raise TypeError("not a JSON number")
+        return repr(value)
+    if isinstance(value, str):
+        return json_string(value)
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError("JSON object keys must be strings")
+        pairs = sorted(value.items()) if sort_keys else value.items()
+        items = [f"{json_string(key)}: {to_json(item, indent, sort_keys, _depth + 1)}" for key, item in pairs]
+        brackets = "{}"
+    elif isinstance(value, (list, tuple)):
+        items = [to_json(item, indent, sort_keys, _depth + 1) for item in value]
+        brackets = "[]"
+    else:
+        raise TypeError(f"{type(value).__name__} is not plain data")
+    if not items:
+        return brackets
+    if indent is None:
+        return brackets[0] + ", ".join(items) + brackets[1]
+    inner = "\n" + " " * (indent * (_depth + 1))
+    return brackets[0] + inner + ("," + inner).join(items) + "\n" + " " * (indent * _depth) + brackets[1]
+
+
+JSON_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def json_string(text: str) -> str:
+    parts = ['"']
+    for char in text:
+        code = ord(char)
+        if char in JSON_SHORT_ESCAPES:
+            parts.append(JSON_SHORT_ESCAPES[char])
+        elif 0x20 <= code < 0x7F:
+            parts.append(char)
+        elif code > 0xFFFF:  # a surrogate pair, as ensure_ascii writes it
+            code -= 0x10000
+            parts.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+        else:
+            parts.append(f"\\u{code:04x}")
+    parts.append('"')
+    return "".join(parts)
 
 
 def stable_hash(text: str) -> str:
@@ -896,10 +960,8 @@ def load_logging_conf(settings: Settings, facts: Facts) -> dict[str, Any] | None
     if not isinstance(config, dict) or config.get("version") != 1:
         raise ConfigError([f"{name}: expected a logging.config.dictConfig dictionary with version 1"])
     try:
-        import json
-
-        json.dumps(config)
-    except (TypeError, ValueError):
+        to_json(config)
+    except TypeError:
         raise ConfigError(
             [f'{name}: every value must be plain data (name classes by import string, e.g. "()": "pkg.mod.Formatter")']
         ) from None
@@ -908,12 +970,10 @@ def load_logging_conf(settings: Settings, facts: Facts) -> dict[str, Any] | None
 
 def module_origin(name: str, search_path: Sequence[str]) -> str | None:
     """The source file of a module found on disk (nothing imported), or None."""
-    from importlib.machinery import PathFinder
-
     path: Any = list(search_path)
     spec = None
     for part in name.split("."):
-        spec = PathFinder.find_spec(part, path)
+        spec = path_finder().find_spec(part, path)
         if spec is None:
             return None
         path = spec.submodule_search_locations
@@ -936,9 +996,7 @@ def logging_file(settings: Settings, facts: Facts) -> tuple[str, str]:
     The name is the content's digest: servers started with other settings (or
     Uvicorn workers spawned later) never read each other's configuration.
     """
-    import json
-
-    content = json.dumps(effective_logging(settings, facts), indent=1, sort_keys=True)
+    content = to_json(effective_logging(settings, facts), indent=1, sort_keys=True)
     return os.path.join(facts.runtime_dir, f"logging-{stable_hash(content)}.json"), content
 
 
@@ -1061,10 +1119,7 @@ def launcher_line(log_format: str, level: str, message: str) -> str:
 
     now = time.time()
     if log_format == "json":
-        import json
-
-        entry = {"time": iso_utc(now), "level": level, "logger": PROG, "pid": os.getpid(), "message": message}
-        return json.dumps(entry, ensure_ascii=False)
+        return to_json({"time": iso_utc(now), "level": level, "logger": PROG, "pid": os.getpid(), "message": message})
     stamp = time.strftime(TEXT_DATE_FORMAT, time.localtime(now))
     return f"{stamp} {level.upper()} {PROG} [{os.getpid()}] {message}"
 
@@ -1945,9 +2000,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as error:
         exit_with_problems(error.problems, log_format_of(environ))
     if mode == "--dry-run":
-        import json
-
-        print(json.dumps(plan.as_dict(), indent=2))
+        print(to_json(plan.as_dict(), indent=2))
         return 0
     if plan.prestart:
         status = run_prestart(plan.prestart, environ, plan.log_format)

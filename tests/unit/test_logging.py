@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import start
 
@@ -227,3 +229,22 @@ def test_a_broken_logging_conf_is_one_clear_problem(tmp_path, files, value, frag
         (tmp_path / name).write_text(content)
     line = problem(tmp_path, value)
     assert line.startswith(f"LOGGING_CONF={value!r}: ") and fragment in line
+
+
+JSON_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_DATA, indent=st.sampled_from([None, 1, 2]), sort_keys=st.booleans())
+def test_to_json_writes_what_json_dumps_writes(value, indent, sort_keys):
+    assert start.to_json(value, indent, sort_keys) == json.dumps(value, indent=indent, sort_keys=sort_keys)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), object(), {1: "x"}, {"k": {1, 2}}])
+def test_to_json_refuses_what_is_not_plain_data(value):
+    with pytest.raises(TypeError):
+        start.to_json(value)
