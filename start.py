@@ -760,7 +760,7 @@ class Facts:
         self.search_path = list(search_path)
         self.dev_shm = dev_shm
         # where the servers find this file as `asgi_start`, and the written logging config
-        self.runtime_dir = runtime_dir or runtime_dir_for(os.path.join(start_dir, "start.py"), "/tmp", 0)
+        self.runtime_dir = runtime_dir or runtime_dir_for(os.path.join(start_dir, "start.py"))
         self.user_logging = user_logging
         self.problems = list(problems)  # found while probing; reported with the plan's own
 
@@ -781,7 +781,7 @@ def probe_facts(settings: Settings, app_dir: str | None = None, root: str = "/")
         installed=is_installed,
         search_path=module_search_path(app_dir),
         dev_shm=os.path.isdir(_under(root, "/dev/shm")) and os.access(_under(root, "/dev/shm"), os.W_OK),
-        runtime_dir=runtime_dir_for(start_path, os.environ.get("TMPDIR") or "/tmp", os.getuid()),
+        runtime_dir=runtime_dir_for(start_path),
     )
     try:
         facts.user_logging = load_logging_conf(settings, facts)
@@ -873,9 +873,10 @@ def stable_hash(text: str) -> str:
     return f"{digest:016x}"
 
 
-def runtime_dir_for(start_path: str, tmp_dir: str, uid: int) -> str:
-    """start.py's private directory for this user and this copy of start.py."""
-    return os.path.join(tmp_dir, f"asgi-start-{uid}-{stable_hash(os.path.abspath(start_path))[:12]}")
+def runtime_dir_for(start_path: str) -> str:
+    """start.py's private directory for this user and this copy of start.py, in TMPDIR."""
+    name = f"asgi-start-{os.getuid()}-{stable_hash(os.path.abspath(start_path))[:12]}"
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", name)
 
 
 def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
