@@ -14,11 +14,20 @@ To extend it rather than replace it, begin your own config file with
 and set below that line only what you change.
 """
 
+import importlib.util
 import os
-import runpy
+import sys
 
-_launcher = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "start.py"))
-globals().update(_launcher["hypercorn_config"]())
+# Loaded as a module, not run as a script, so that its cached bytecode is used; as
+# `asgi_start`, the name under which the servers also find its log formatter.
+_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "start.py")
+_spec = importlib.util.spec_from_file_location("asgi_start", _path)
+if _spec is None or _spec.loader is None:
+    raise SystemExit(f"asgi-start: error: cannot load {_path}, which hypercorn_conf.py needs beside it")
+_launcher = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("asgi_start", _launcher)
+_spec.loader.exec_module(_launcher)
+globals().update(_launcher.hypercorn_config())
 # Hypercorn copies every public name here into its Config and pickles that for
 # its spawned workers, so only plain values may remain.
-del _launcher
+del _path, _spec, _launcher

@@ -1,0 +1,1395 @@
+#!/usr/bin/env python3
+"""asgi-start benchmark: launch overhead, time to first 200, throughput/p99, memory, CPU quota.
+
+Run it through `bash bench/run.sh` (which makes the pinned venvs). Standard library only.
+
+Rules kept throughout:
+- every number that is compared is a ratio between runs of the same run of this script, with
+  interleaved repetitions (round r runs A B C ..., round r+1 runs ... C B A) and medians;
+- load goes to 127.0.0.1 only (HOST below), from wrk, bounded in time; every poll loop has a deadline;
+- every server is started in its own session (process group) and stopped by that group's id;
+  groups still alive at exit, on error or on Ctrl-C are killed; the cgroup made for case 5 is removed.
+
+The launches are data (CASES below). To add an environment variant, add one line, e.g.
+    Case("gunicorn LOG_FORMAT=json", "gunicorn", "start", "gunicorn", {"LOG_FORMAT": "json"}, vs="gunicorn start.py")
+and it is run, measured (req/s, p99, memory) and put in the tables with its ratio to `vs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HOST = "127.0.0.1"  # the only address anything here listens on or connects to
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+APP_DIR = os.path.join(BENCH, "app")
+START_PY = os.path.join(REPO, "start.py")  # replaced in main() by a snapshot taken at the start of the run
+LAUNCHER_FILES = ("start.py", "gunicorn_conf.py", "hypercorn_conf.py")
+CGROUP_CPU = "/sys/fs/cgroup/cpu"
+
+
+class Case:
+    """One way of starting a server.
+
+    launcher: "start"         python start.py [-- server_args]               (the thing measured)
+              "direct"        the equivalent hand-written command line, derived from start.py --dry-run
+                              with no config file (every setting a flag), Uvicorn binding its own socket
+              "direct-argv"   exactly the argv and env that --dry-run prints (config file included)
+              "inboard"       python -m inboard.start, inboard's own defaults (the anchor)
+    extra_env: variables added to the launch (start.py's or inboard's contract); the direct
+               commands are derived from start.py's plan under the same variables.
+    vs:        the case this one's ratios are taken against (None: it is a reference), or a tuple of
+               cases: the first is the main one, the others are shown beside it.
+    goal:      "tput>=0.97" / "ahead" / "ttfr<=1.05" style goals checked against `vs`.
+    """
+
+    def __init__(
+        self,
+        name,
+        group,
+        launcher,
+        server,
+        extra_env=None,
+        server_args=(),
+        *,
+        path="/",
+        vs=None,
+        goal=None,
+        ttfr=False,
+        load=True,
+        cgroup=False,
+        note="",
+    ):
+        self.name, self.group, self.launcher, self.server = name, group, launcher, server
+        self.extra_env = dict(extra_env or {})
+        self.server_args = tuple(server_args)
+        self.also = tuple(vs[1:]) if isinstance(vs, tuple) else ()
+        vs = vs[0] if isinstance(vs, tuple) else vs
+        self.path, self.vs, self.goal, self.ttfr, self.load, self.cgroup = path, vs, goal, ttfr, load, cgroup
+        self.note = note
+
+
+NO_LOG = {"ACCESS_LOG": ""}
+SLOW = ("--loop", "asyncio", "--http", "h11")
+CASES = [
+    # --- gunicorn (default server) ---
+    Case("gunicorn start.py", "gunicorn", "start", "gunicorn", ttfr=True, vs="gunicorn direct", goal="parity"),
+    Case("gunicorn direct", "gunicorn", "direct", "gunicorn", ttfr=True),
+    Case(
+        "gunicorn direct-argv",
+        "gunicorn",
+        "direct-argv",
+        "gunicorn",
+        ttfr=True,
+        load=False,
+        note="the --dry-run argv itself: -c gunicorn_conf.py, which re-reads start.py",
+    ),
+    Case(
+        "gunicorn inboard",
+        "gunicorn",
+        "inboard",
+        "gunicorn",
+        ttfr=True,
+        vs="gunicorn start.py",
+        goal="ahead",
+        note="inboard 0.99 defaults (its gunicorn 26.2, its UvicornWorker, launcher resident)",
+    ),
+    Case("gunicorn LOG_FORMAT=json", "gunicorn", "start", "gunicorn", {"LOG_FORMAT": "json"}, vs="gunicorn start.py"),
+    Case(
+        "gunicorn ACCESS_LOG=''",
+        "gunicorn",
+        "start",
+        "gunicorn",
+        NO_LOG,
+        vs=("gunicorn start.py", "gunicorn direct ACCESS_LOG=''"),
+    ),
+    Case(
+        "gunicorn direct ACCESS_LOG=''",
+        "gunicorn",
+        "direct",
+        "gunicorn",
+        NO_LOG,
+        note="the hand-written command without --access-logfile",
+    ),
+    Case(
+        "gunicorn UvicornH11Worker",
+        "gunicorn",
+        "start",
+        "gunicorn",
+        {"WORKER_CLASS": "uvicorn_worker.UvicornH11Worker"},
+        vs="gunicorn start.py",
+    ),
+    Case(
+        "gunicorn WORKER_CLASS=asgi", "gunicorn", "start", "gunicorn", {"WORKER_CLASS": "asgi"}, vs="gunicorn start.py"
+    ),
+    Case(
+        "gunicorn start.py /json",
+        "gunicorn",
+        "start",
+        "gunicorn",
+        path="/json",
+        vs="gunicorn direct /json",
+        goal="parity",
+    ),
+    Case("gunicorn direct /json", "gunicorn", "direct", "gunicorn", path="/json"),
+    # --- uvicorn ---
+    Case("uvicorn start.py", "uvicorn", "start", "uvicorn", ttfr=True, vs="uvicorn direct", goal="parity"),
+    Case("uvicorn direct", "uvicorn", "direct", "uvicorn", ttfr=True),
+    Case(
+        "uvicorn inboard",
+        "uvicorn",
+        "inboard",
+        "uvicorn",
+        {"PROCESS_MANAGER": "uvicorn"},
+        vs="uvicorn start.py",
+        goal="ahead",
+        note="inboard's uvicorn mode: uvicorn.run() in the launcher, 1 process",
+    ),
+    Case("uvicorn LOG_FORMAT=json", "uvicorn", "start", "uvicorn", {"LOG_FORMAT": "json"}, vs="uvicorn start.py"),
+    Case("uvicorn ACCESS_LOG=''", "uvicorn", "start", "uvicorn", NO_LOG, vs="uvicorn start.py"),
+    Case(
+        "uvicorn asyncio+h11",
+        "uvicorn",
+        "start",
+        "uvicorn",
+        server_args=SLOW,
+        vs="uvicorn start.py",
+        note="start.py hands uvicorn a pre-bound TCP_NODELAY socket",
+    ),
+    Case(
+        "uvicorn direct asyncio+h11",
+        "uvicorn",
+        "direct",
+        "uvicorn",
+        server_args=SLOW,
+        vs="uvicorn asyncio+h11",
+        note="uvicorn binds itself: Nagle + delayed ACK",
+    ),
+    # --- hypercorn ---
+    Case("hypercorn start.py", "hypercorn", "start", "hypercorn", ttfr=True, vs="hypercorn direct", goal="parity"),
+    Case("hypercorn direct", "hypercorn", "direct", "hypercorn", ttfr=True),
+    Case(
+        "hypercorn direct-argv",
+        "hypercorn",
+        "direct-argv",
+        "hypercorn",
+        ttfr=True,
+        load=False,
+        note="the --dry-run argv itself: -c file:hypercorn_conf.py",
+    ),
+    Case(
+        "hypercorn LOG_FORMAT=json", "hypercorn", "start", "hypercorn", {"LOG_FORMAT": "json"}, vs="hypercorn start.py"
+    ),
+    Case("hypercorn ACCESS_LOG=''", "hypercorn", "start", "hypercorn", NO_LOG, vs="hypercorn start.py"),
+    Case(
+        "hypercorn WORKER_CLASS=uvloop",
+        "hypercorn",
+        "start",
+        "hypercorn",
+        {"WORKER_CLASS": "uvloop"},
+        vs="hypercorn start.py",
+    ),
+    # --- case 5: a 1-CPU cgroup v1 quota on this machine, WORKERS_PER_CORE=2 ---
+    Case("quota start.py", "quota", "start", "gunicorn", {"WORKERS_PER_CORE": "2"}, cgroup=True),
+    Case(
+        "quota start.py, host CPU count",
+        "quota",
+        "start",
+        "gunicorn",
+        {"WORKERS_PER_CORE": "2", "PYTHON_CPU_COUNT": str(os.cpu_count())},
+        cgroup=True,
+        vs="quota start.py",
+        note="same launcher, the anchors' rule (multiprocessing.cpu_count())",
+    ),
+    Case("quota inboard", "quota", "inboard", "gunicorn", {"WORKERS_PER_CORE": "2"}, cgroup=True, vs="quota start.py"),
+]
+CASES_BY_NAME = {case.name: case for case in CASES}
+
+# Modules whose import by start.py would break the promise "no server or app module".
+FORBIDDEN_IMPORTS = (
+    "gunicorn",
+    "uvicorn",
+    "uvicorn_worker",
+    "hypercorn",
+    "h11",
+    "httptools",
+    "uvloop",
+    "main",
+    "asyncio",
+    "logging",
+    "subprocess",
+    "typing",
+    "dataclasses",
+    "pathlib",
+    "multiprocessing",
+)
+
+
+# --------------------------------------------------------------------------
+# processes: every launch is a session; the groups are killed on any exit
+# --------------------------------------------------------------------------
+
+LIVE_GROUPS: set[int] = set()
+
+
+def pids_in_group(pgid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as file:
+                    fields = file.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry))
+    return pids
+
+
+def kill_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM the group, wait up to `grace` s, then SIGKILL it; return once it is empty (bounded)."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and pids_in_group(pgid):
+            time.sleep(0.02)
+        if not pids_in_group(pgid):
+            break
+    LIVE_GROUPS.discard(pgid)
+
+
+def kill_all_groups() -> None:
+    for pgid in list(LIVE_GROUPS):
+        kill_group(pgid, grace=2.0)
+
+
+def join_cgroup(cgroup: str):
+    def preexec() -> None:  # in the child before exec, so the launcher already sees the quota
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as file:
+            file.write(str(os.getpid()))
+
+    return preexec
+
+
+class Server:
+    """A launched server process tree (its own session); `stop()` ends the whole group.
+
+    Its stdout and stderr go to a pipe that a thread drains, as a container runtime's log driver
+    does (a file on this machine's shared disk was a noisier sink); the first 256 KiB and the
+    last 32 KiB are kept for the report and for diagnostics.
+    """
+
+    HEAD, TAIL = 256 * 1024, 32 * 1024
+
+    def __init__(self, argv, env, cgroup=None):
+        self.head, self.tail, self.bytes = bytearray(), bytearray(), 0
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=APP_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=join_cgroup(cgroup) if cgroup else None,
+        )
+        LIVE_GROUPS.add(self.proc.pid)
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self) -> None:
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.bytes += len(chunk)
+            if len(self.head) < self.HEAD:
+                self.head += chunk[: self.HEAD - len(self.head)]
+            self.tail += chunk
+            if len(self.tail) > 2 * self.TAIL:
+                del self.tail[: len(self.tail) - self.TAIL]
+
+    def output_head(self) -> str:
+        return bytes(self.head).decode(errors="replace")
+
+    def stop(self, grace: float = 5.0) -> float:
+        started = time.perf_counter()
+        kill_group(self.proc.pid, grace)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.reader.join(timeout=5)
+        self.proc.stdout.close()
+        return time.perf_counter() - started
+
+    def log_tail(self, lines=15) -> str:
+        return b"\n".join(bytes(self.tail).splitlines()[-lines:]).decode(errors="replace")
+
+
+def http_status(port: int, path: str, timeout: float) -> int | None:
+    """One GET on a fresh connection; the status code, or None if nothing answered (yet)."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode()
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as conn:
+            conn.sendall(request)
+            data = b""
+            while b"\r\n" not in data and len(data) < 4096:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    return int(match.group(1)) if match else None
+
+
+def wait_first_200(server: Server, port: int, path: str = "/", limit: float = 30.0) -> float:
+    """Seconds from the launch to the first 200: a tight loop of connects (1 ms apart), bounded."""
+    deadline = server.t0 + limit
+    while True:
+        now = time.perf_counter()
+        if now > deadline:
+            raise RuntimeError(f"no 200 within {limit:.0f} s\n{server.log_tail()}")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"exited with {server.proc.returncode} before answering\n{server.log_tail()}")
+        if http_status(port, path, timeout=max(0.05, deadline - now)) == 200:
+            return time.perf_counter() - server.t0
+        time.sleep(0.001)
+
+
+def assert_loopback_only(port: int) -> None:
+    """Refuse to go on if anything listens on `port` at an address other than 127.0.0.1."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in _read(table).splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if fields[3] == "0A" and int(hex_port, 16) == port and address != "0100007F":
+                raise RuntimeError(f"something listens on port {port} at {address} ({table}), not 127.0.0.1 only")
+
+
+_next_port = [23100 + os.getpid() % 1000]
+
+
+def free_port() -> int:
+    """A port nothing uses on 127.0.0.1, never reused within a run (no TIME_WAIT surprises)."""
+    for _ in range(500):
+        port = _next_port[0]
+        _next_port[0] += 1
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+# --------------------------------------------------------------------------
+# /proc: the process tree, its memory and roles
+# --------------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as file:
+            return file.read()
+    except OSError:
+        return ""
+
+
+def process_tree(root: int) -> dict[int, dict]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _read(f"/proc/{entry}/stat")
+            if stat:
+                fields = stat.rsplit(")", 1)[1].split()
+                if fields[0] != "Z":
+                    children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        cmdline = _read(f"/proc/{pid}/cmdline").replace("\0", " ").strip()
+        if not cmdline:
+            continue
+        tree[pid] = {"cmdline": cmdline, "children": sorted(children.get(pid, []))}
+        todo += children.get(pid, [])
+    return tree
+
+
+def kib(text: str, key: str) -> int:
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) if match else 0
+
+
+def roles(tree: dict[int, dict], root: int) -> dict[int, str]:
+    out = {}
+    for pid, info in tree.items():
+        cmd = info["cmdline"]
+        leaf = not [c for c in info["children"] if c in tree]
+        if "resource_tracker" in cmd:
+            out[pid] = "tracker"
+        elif pid == root and ("start.py" in cmd or "inboard.start" in cmd):
+            out[pid] = "launcher+server" if leaf else "launcher"
+        elif leaf:
+            out[pid] = "worker"
+        else:
+            out[pid] = "master"
+    return out
+
+
+def measure_memory(root: int) -> dict:
+    tree = process_tree(root)
+    role = roles(tree, root)
+    procs = []
+    for pid in tree:
+        status, rollup = _read(f"/proc/{pid}/status"), _read(f"/proc/{pid}/smaps_rollup")
+        procs.append(
+            {
+                "pid": pid,
+                "role": role[pid],
+                "rss": kib(status, "VmRSS"),
+                "pss": kib(rollup, "Pss"),
+                "cmd": tree[pid]["cmdline"][:120],
+            }
+        )
+    workers = [p for p in procs if p["role"] in ("worker", "launcher+server")]
+    launcher = [p for p in procs if p["role"].startswith("launcher")]
+    return {
+        "processes": len(procs),
+        "workers": len(workers),
+        "rss_kib": sum(p["rss"] for p in procs),
+        "pss_kib": sum(p["pss"] for p in procs),
+        "worker_pss_kib": statistics.median([p["pss"] for p in workers]) if workers else 0,
+        "worker_rss_kib": statistics.median([p["rss"] for p in workers]) if workers else 0,
+        "launcher_rss_kib": sum(p["rss"] for p in launcher if p["role"] == "launcher"),
+        "launcher_pss_kib": sum(p["pss"] for p in launcher if p["role"] == "launcher"),
+        "root_cmd": tree.get(root, {}).get("cmdline", "")[:160],
+        "procs": procs,
+    }
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(root: int) -> tuple[float, float, float, float]:
+    """(wall s, machine busy s, this tree's CPU s, this script's + its reaped children's CPU s)."""
+    fields = _read("/proc/stat").split("\n")[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    busy = (user + nice + system + irq + softirq + steal) / CLK_TCK
+    tree = 0.0
+    for pid in process_tree(root):
+        stat = _read(f"/proc/{pid}/stat")
+        if stat:
+            rest = stat.rsplit(")", 1)[1].split()
+            tree += (int(rest[11]) + int(rest[12])) / CLK_TCK
+    t = os.times()
+    return time.monotonic(), busy, tree, t.user + t.system + t.children_user + t.children_system
+
+
+def foreign_cpu_share(before, after) -> float:
+    """Share of the machine's CPUs used by anything but the server tree, wrk and this script."""
+    wall = after[0] - before[0]
+    ours = (after[2] - before[2]) + (after[3] - before[3])
+    return max(0.0, (after[1] - before[1]) - ours) / (wall * os.cpu_count())
+
+
+def settle(server: Server, limit: float = 8.0, quiet: float = 0.6) -> None:
+    """Wait until the tree's PID set has not changed for `quiet` s and its PSS is steady (bounded)."""
+    deadline = time.perf_counter() + limit
+    last, since, last_pss = None, time.perf_counter(), None
+    while time.perf_counter() < deadline:
+        pids = frozenset(process_tree(server.proc.pid))
+        now = time.perf_counter()
+        if pids != last:
+            last, since = pids, now
+        elif now - since >= quiet:
+            pss = measure_memory(server.proc.pid)["pss_kib"]
+            if last_pss and abs(pss - last_pss) <= 0.02 * last_pss:
+                return
+            last_pss = pss
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------
+# commands: start.py, its --dry-run, the direct equivalents, inboard
+# --------------------------------------------------------------------------
+
+
+def without_generated(argv: list[str], generated: list[str]) -> list[str]:
+    """argv minus every value naming a file start.py generates (and the flag before it)."""
+    out: list[str] = []
+    for item in argv:
+        if any(path in item for path in generated):
+            if out and out[-1].startswith("-") and "=" not in out[-1]:
+                out.pop()
+            continue
+        out.append(item)
+    return out
+
+
+class Runner:
+    def __init__(self, args, work):
+        self.args, self.work = args, work
+        self.py = os.path.join(args.servers_venv, "bin", "python")
+        self.inboard_py = os.path.join(args.inboard_venv, "bin", "python")
+        self.home = os.path.join(work, "home")
+        os.makedirs(self.home, exist_ok=True)
+        # start.py alone (no config file beside it): its plan puts every setting on the command line,
+        # which is the hand-written "direct" command line.
+        self.alone = os.path.join(work, "alone")
+        os.makedirs(self.alone, exist_ok=True)
+        shutil.copy(START_PY, os.path.join(self.alone, "start.py"))
+        self.launches = 0
+
+    def env(self, venv: str, extra: dict) -> dict:
+        env = {
+            "PATH": f"{os.path.join(venv, 'bin')}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": self.home,
+            "LANG": "C.UTF-8",
+            "TMPDIR": self.work,
+        }
+        env.update(extra)
+        return env
+
+    def dry_run(self, case: Case, port: int, start_py: str | None = None, cgroup: str | None = None) -> dict:
+        start_py = start_py or START_PY
+        extra = {"HOST": HOST, "PORT": str(port), "SERVER": case.server, **case.extra_env}
+        argv = [self.py, start_py, "--dry-run"] + (["--", *case.server_args] if case.server_args else [])
+        done = subprocess.run(
+            argv,
+            env=self.env(self.args.servers_venv, extra),
+            cwd=APP_DIR,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            preexec_fn=join_cgroup(cgroup) if cgroup else None,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"--dry-run failed ({done.returncode}): {done.stderr}")
+        return json.loads(done.stdout)
+
+    def command(self, case: Case, port: int, cgroup: str | None = None) -> tuple[list[str], dict, int]:
+        """(argv, env, expected worker count) for one launch of `case` on `port`."""
+        contract = {"HOST": HOST, "PORT": str(port), **case.extra_env}
+        if case.launcher == "inboard":
+            env = self.env(self.args.inboard_venv, {"APP_MODULE": "main:app", **contract})
+            wpc = float(case.extra_env.get("WORKERS_PER_CORE", "1"))
+            workers = 1 if case.server == "uvicorn" else max(int(wpc * os.cpu_count()), 2)  # its rule
+            return [self.inboard_py, "-m", "inboard.start"], env, workers
+        if case.launcher == "start":
+            argv = [self.py, START_PY] + (["--", *case.server_args] if case.server_args else [])
+            env = self.env(self.args.servers_venv, {"SERVER": case.server, **contract})
+            return argv, env, self.dry_run(case, port, cgroup=cgroup)["workers"]
+        if case.launcher == "direct-argv":
+            plan = self.dry_run(case, port)
+            if plan.get("prebound_socket"):
+                raise RuntimeError("direct-argv cannot reproduce a pre-bound socket")
+            env = self.env(self.args.servers_venv, {"SERVER": case.server, **contract, **plan["env"]})
+            return plan["argv"], env, plan["workers"]
+        # "direct": what someone would type, derived from start.py's own plan without a config file:
+        # every setting as a flag, minus what points into start.py's generated runtime directory
+        # (its logging configuration), so the server logs with its own defaults
+        plan = self.dry_run(case, port, os.path.join(self.alone, "start.py"))
+        generated = [p for p in [plan.get("runtime_dir"), *plan.get("files", [])] if p]
+        argv = without_generated(plan["argv"], generated)
+        if case.server == "gunicorn" and "GUNICORN_CMD_ARGS" in plan["env"]:
+            # GUNICORN_CMD_ARGS (start.py alone) -> the same flags on the command line
+            argv = argv[:3] + without_generated(shlex.split(plan["env"]["GUNICORN_CMD_ARGS"]), generated) + argv[3:]
+        if case.server == "uvicorn" and "--fd" in argv:
+            # Uvicorn binds the address itself, as `uvicorn --host --port` does
+            index = argv.index("--fd")
+            argv[index : index + 2] = ["--host", HOST, "--port", str(port)]
+        env = {k: v for k, v in plan["env"].items() if k != "GUNICORN_CMD_ARGS" and not any(g in v for g in generated)}
+        # the same environment start.py would have exec'd the server with (the flags win anyway)
+        return argv, self.env(self.args.servers_venv, {"SERVER": case.server, **contract, **env}), plan["workers"]
+
+    def launch(self, case: Case, port: int, cgroup: str | None = None, argv_prefix=()) -> tuple[Server, int, list]:
+        argv, env, workers = self.command(case, port, cgroup)
+        if argv_prefix:
+            argv = [argv[0], *argv_prefix, *argv[1:]]
+        self.launches += 1
+        return Server(argv, env, cgroup=cgroup), workers, argv
+
+
+# --------------------------------------------------------------------------
+# measurements
+# --------------------------------------------------------------------------
+
+
+def interleaved(names: list[str], rounds: int):
+    """(round, name) in A B C / C B A / A B C order."""
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else list(reversed(names)):
+            yield r, name
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def hyperfine(commands: list[list[str]], env: dict, runs: int, warmup: int, out: str) -> list[dict]:
+    argv = [
+        "hyperfine",
+        "-N",
+        "--style",
+        "none",
+        "--warmup",
+        str(warmup),
+        "--runs",
+        str(runs),
+        "--export-json",
+        out,
+    ] + [shlex.join(c) for c in commands]
+    subprocess.run(
+        argv, env=env, cwd=APP_DIR, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120
+    )
+    with open(out) as file:
+        return json.load(file)["results"]
+
+
+def import_times(stderr: str) -> dict[str, tuple[int, int]]:
+    """-X importtime lines -> {module: (self µs, cumulative µs)}."""
+    out = {}
+    for line in stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+        if match:
+            out[match.group(4)] = (int(match.group(1)), int(match.group(2)))
+    return out
+
+
+def case1_launch(runner: Runner, args) -> dict:
+    env = runner.env(args.servers_venv, {})
+    # diagnostic: the same file imported as a module (`python -m start`), whose bytecode is cached in
+    # __pycache__, unlike a script run by path, which the interpreter compiles on every start
+    module_dir = os.path.join(runner.work, "module")
+    os.makedirs(module_dir, exist_ok=True)
+    for name in ("start.py", "gunicorn_conf.py", "hypercorn_conf.py"):
+        shutil.copy(os.path.join(os.path.dirname(START_PY), name), module_dir)
+    commands = {
+        "bare": [runner.py, "-c", "pass"],
+        "start": [runner.py, START_PY, "--dry-run"],
+        "module": [runner.py, "-m", "start", "--dry-run"],
+    }
+    names = list(commands)
+    result = {"servers": {}}
+    for server in ("gunicorn", "uvicorn", "hypercorn"):
+        env_s = dict(env, SERVER=server, PYTHONPATH=module_dir)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        cpu: dict[str, list[float]] = {}
+        extra_per_round = []
+        for r in range(args.launch_rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]  # rotate: each command leads once
+            measured = hyperfine(
+                [commands[n] for n in order], env_s, args.launch_runs, 3, os.path.join(runner.work, "hf.json")
+            )
+            per = {name: run["times"] for name, run in zip(order, measured)}
+            for name, run in zip(order, measured):
+                times[name] += run["times"]
+                cpu.setdefault(name, []).append(run["user"] + run["system"])
+            extra_per_round.append((statistics.median(per["start"]) - statistics.median(per["bare"])) * 1000)
+        bare = statistics.median(times["bare"])
+        result["servers"][server] = {
+            "start_ms": statistics.median(times["start"]) * 1000,
+            "bare_ms": bare * 1000,
+            "module_ms": statistics.median(times["module"]) * 1000,
+            "extra_ms": (statistics.median(times["start"]) - bare) * 1000,
+            "module_extra_ms": (statistics.median(times["module"]) - bare) * 1000,
+            "extra_round_ms": extra_per_round,
+            "runs": len(times["start"]),
+            "cpu_extra_ms": (statistics.median(cpu["start"]) - statistics.median(cpu["bare"])) * 1000,
+            "module_cpu_extra_ms": (statistics.median(cpu["module"]) - statistics.median(cpu["bare"])) * 1000,
+        }
+
+    # what start.py imports beyond the bare interpreter (-X importtime), for --dry-run
+    def imports(argv, extra):
+        done = subprocess.run(
+            [runner.py, "-X", "importtime", *argv],
+            env=dict(env, **extra),
+            cwd=APP_DIR,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return import_times(done.stderr)
+
+    base = set(imports(["-c", "pass"], {}))
+    result["imports"] = {}
+    for server in ("gunicorn", "uvicorn", "hypercorn"):
+        totals, mods = [], {}
+        for _ in range(5):
+            mods = {m: t for m, t in imports([START_PY, "--dry-run"], {"SERVER": server}).items() if m not in base}
+            totals.append(sum(t[0] for t in mods.values()))
+        result["imports"][server] = {
+            "modules": sorted(mods),
+            "total_us": statistics.median(totals),
+            "forbidden": sorted(m for m in mods if m.split(".")[0] in FORBIDDEN_IMPORTS),
+        }
+    result["imports_base_count"] = len(base)
+    return result
+
+
+def case2_ttfr(runner: Runner, args) -> dict:
+    out: dict[str, dict] = {}
+    groups: dict[str, list[str]] = {}
+    for case in CASES:
+        if case.ttfr:
+            groups.setdefault(case.group, []).append(case.name)
+    for _group, names in groups.items():
+        for r, name in interleaved(names, args.ttfr_rounds):
+            case = CASES_BY_NAME[name]
+            port = free_port()
+            server, _, argv = runner.launch(case, port)
+            rec = out.setdefault(name, {"ms": [], "argv": argv, "stop_s": []})
+            try:
+                rec["ms"].append(wait_first_200(server, port) * 1000)
+                assert_loopback_only(port)
+            finally:
+                rec["stop_s"].append(server.stop(grace=0.5))
+            log(f"  ttfr {name:<28} round {r + 1}: {rec['ms'][-1]:.0f} ms")
+    # the modules a real start (not --dry-run) imports before exec: -X importtime applies to start.py
+    # only, since the exec'd server is a fresh interpreter without -X
+    out["_real_start_imports"] = {}
+    base = set(
+        import_times(
+            subprocess.run(
+                [runner.py, "-X", "importtime", "-c", "pass"],
+                capture_output=True,
+                text=True,
+                env=runner.env(args.servers_venv, {}),
+            ).stderr
+        )
+    )
+    for server in ("gunicorn", "uvicorn", "hypercorn"):
+        case = CASES_BY_NAME[f"{server} start.py"]
+        port = free_port()
+        srv, _, _ = runner.launch(case, port, argv_prefix=("-X", "importtime"))
+        try:
+            wait_first_200(srv, port)
+        finally:
+            srv.stop()
+        mods = {m: t for m, t in import_times(srv.output_head()).items() if m not in base}
+        out["_real_start_imports"][server] = {
+            "modules": sorted(mods),
+            "total_us": sum(t[0] for t in mods.values()),
+            "forbidden": sorted(m for m in mods if m.split(".")[0] in FORBIDDEN_IMPORTS),
+        }
+    return out
+
+
+def parse_wrk(text: str) -> dict:
+    def seconds(value, unit):
+        return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+    out = {"rps": None, "p50_ms": None, "p99_ms": None, "non2xx": 0, "socket_errors": 0, "requests": 0}
+    if match := re.search(r"Requests/sec:\s+([\d.]+)", text):
+        out["rps"] = float(match.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        if match := re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s|m)\b", text, re.M):
+            out[key] = seconds(match.group(1), match.group(2)) * 1000
+    if match := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text):
+        out["non2xx"] = int(match.group(1))
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text):
+        out["socket_errors"] = sum(int(g) for g in match.groups())
+    if match := re.search(r"(\d+) requests in", text):
+        out["requests"] = int(match.group(1))
+    return out
+
+
+def wrk(port: int, path: str, seconds: float, args) -> dict:
+    argv = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        f"http://{HOST}:{port}{path}",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    LIVE_GROUPS.add(proc.pid)
+    try:
+        text, _ = proc.communicate(timeout=seconds + 15)
+    finally:
+        kill_group(proc.pid, grace=1.0)
+        proc.wait(timeout=5)
+    result = parse_wrk(text)
+    if result["rps"] is None:
+        raise RuntimeError(f"wrk said:\n{text}")
+    return result
+
+
+def cgroup_create(args) -> str | None:
+    if os.geteuid() != 0 or not os.access(CGROUP_CPU, os.W_OK):
+        return None
+    path = os.path.join(CGROUP_CPU, f"asgi-start-bench-{os.getpid()}")
+    os.mkdir(path)
+    with open(os.path.join(path, "cpu.cfs_period_us"), "w") as file:
+        file.write("100000")
+    with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as file:
+        file.write(str(int(args.quota * 100000)))
+    return path
+
+
+def cgroup_remove(path: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not _read(os.path.join(path, "cgroup.procs")).split():
+            os.rmdir(path)
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{path} still has processes: {_read(os.path.join(path, 'cgroup.procs'))}")
+
+
+def case3_load(runner: Runner, args, cgroup: str | None) -> dict:
+    out: dict[str, dict] = {}
+    groups: dict[str, list[str]] = {}
+    for case in CASES:
+        if case.load and (not case.cgroup or cgroup):
+            groups.setdefault(case.group, []).append(case.name)
+    for _group, names in groups.items():
+        for r, name in interleaved(names, args.rounds):
+            case = CASES_BY_NAME[name]
+            port = free_port()
+            server, expected, argv = runner.launch(case, port, cgroup=cgroup if case.cgroup else None)
+            rec = out.setdefault(name, {"runs": [], "mem": [], "argv": argv, "expected_workers": expected})
+            try:
+                wait_first_200(server, port, case.path)
+                assert_loopback_only(port)
+                settle(server)
+                mem = measure_memory(server.proc.pid)
+                rec["mem"].append(mem)
+                warm = wrk(port, case.path, args.warmup, args)
+                before = cpu_snapshot(server.proc.pid)
+                run = wrk(port, case.path, args.duration, args)
+                after = cpu_snapshot(server.proc.pid)
+                run["foreign_cpu"] = foreign_cpu_share(before, after)
+                # the server tree's own CPU per request: far less sensitive to other work than req/s
+                run["cpu_us_per_request"] = (after[2] - before[2]) / max(1, run["requests"]) * 1e6
+                run["log_bytes_per_request"] = server.bytes / max(1, warm["requests"] + run["requests"])
+                rec["runs"].append(run)
+                summary = re.search(r"^.*asgi-start.*\bworkers? = .*$", server.output_head(), re.M)
+                rec["summary"] = summary.group(0) if summary else None
+            finally:
+                server.stop()
+            log(
+                f"  load {name:<32} round {r + 1}: {run['rps']:>8.0f} req/s  p99 {run['p99_ms']:.2f} ms  "
+                f"workers {mem['workers']}/{expected}  PSS {mem['pss_kib'] / 1024:.0f} MiB  "
+                f"other CPU {run['foreign_cpu']:.0%}  server CPU {run['cpu_us_per_request']:.0f} µs/req"
+                + (f"  non-2xx {run['non2xx']}" if run["non2xx"] else "")
+                + (f"  socket errors {run['socket_errors']}" if run["socket_errors"] else "")
+            )
+    return out
+
+
+# --------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def machine(args) -> dict:
+    cpu = re.search(r"^model name\s*:\s*(.*)$", _read("/proc/cpuinfo"), re.M)
+
+    def versions(venv, names):
+        code = (
+            "import importlib.metadata as m, sys, json; out = {}\n"
+            "for n in sys.argv[1:]:\n"
+            "    try: out[n] = m.version(n)\n"
+            "    except m.PackageNotFoundError: pass\n"
+            "print(json.dumps(out))"
+        )
+        done = subprocess.run(
+            [os.path.join(venv, "bin", "python"), "-c", code, *names], capture_output=True, text=True, timeout=30
+        )
+        return json.loads(done.stdout or "{}")
+
+    python = subprocess.run(
+        [os.path.join(args.servers_venv, "bin", "python"), "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    git = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    dirty = subprocess.run(
+        ["git", "-C", REPO, "status", "--porcelain", "--", "start.py", "gunicorn_conf.py", "hypercorn_conf.py"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu.group(1).strip() if cpu else platform.processor(),
+        "cores": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "python": python.strip(),
+        "servers": versions(
+            args.servers_venv, ["gunicorn", "uvicorn", "uvicorn-worker", "hypercorn", "uvloop", "httptools", "h11"]
+        ),
+        "inboard": versions(args.inboard_venv, ["inboard", "gunicorn", "uvicorn", "uvloop", "httptools"]),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" [")[0],
+        "hyperfine": subprocess.run(["hyperfine", "--version"], capture_output=True, text=True).stdout.strip(),
+        "loadavg_start": " ".join(_read("/proc/loadavg").split()[:3]),
+        "cpu_pressure_start": _read("/proc/pressure/cpu").split("\n")[0].replace("some ", ""),
+        "git": git.strip() + (" + uncommitted changes to start.py or a config file" if dirty.strip() else ""),
+        "start_sha256": sha256_of(START_PY),
+    }
+
+
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()[:16]
+
+
+def fmt(value, spec=".0f", unit=""):
+    return "–" if value is None else f"{value:{spec}}{unit}"
+
+
+def ratio_stats(a_runs, b_runs):
+    """Median and range of per-round ratios a/b (rounds paired by index)."""
+    ratios = [a / b for a, b in zip(a_runs, b_runs) if a and b]
+    if not ratios:
+        return None, None, None
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "**missed**")
+
+
+def report(info: dict, res: dict, args, elapsed: float) -> str:
+    head, lines = [], []
+    add = head.append
+    m = info
+    add("# asgi-start benchmark results\n")
+    add(
+        f"Generated by `bash bench/run.sh` on {m['date']} in {elapsed / 60:.1f} min. "
+        "Every figure compared is a ratio between launches of this same run, taken in interleaved rounds "
+        "(A B C, C B A, …) and reported as the median of the per-round ratios with their range; "
+        "absolute numbers describe this machine only.\n"
+    )
+    add("| machine | |\n|---|---|")
+    add(f"| CPU | {m['cpu']} ({m['cores']} CPUs, {m['affinity']} usable) |")
+    add(f"| kernel | {m['kernel']} |")
+    add(f"| Python | {m['python']} |")
+    add("| servers (requirements/dev.txt) | " + ", ".join(f"{k} {v}" for k, v in m["servers"].items()) + " |")
+    add("| anchor (bench/requirements-inboard.txt) | " + ", ".join(f"{k} {v}" for k, v in m["inboard"].items()) + " |")
+    add(
+        f"| load | {m['wrk']}, `-t{args.threads} -c{args.connections}`, {args.warmup} s warm-up + "
+        f"{args.duration} s measured, {args.rounds} rounds; {m['hyperfine']} |"
+    )
+    add(f"| asgi-start | commit {m['git']}; start.py sha256 {m['start_sha256']}… |")
+    add(f"| load average (1/5/15 min) | at start {m['loadavg_start']}; at end {m.get('loadavg_end', '?')} |")
+    add(f"| CPU pressure (PSI some) | at start {m['cpu_pressure_start']}; at end {m.get('cpu_pressure_end', '?')} |\n")
+    add = lines.append
+    goals = []
+    # ---- 1
+    c1 = res.get("launch")
+    if c1:
+        add("## 1. Launch overhead: `python start.py --dry-run` vs `python -c pass`\n")
+        add(
+            "| SERVER | `-c pass` ms | start.py --dry-run ms | extra ms (median) | per-round extra | goal < 15 ms | "
+            "extra CPU ms (user+sys) | diagnostic: `python -m start --dry-run` (cached bytecode): extra ms, extra CPU ms |"
+        )
+        add("|---|---|---|---|---|---|---|---|")
+        for server, s in c1["servers"].items():
+            ok = s["extra_ms"] < 15
+            goals.append((f"1. launch overhead ({server})", f"+{s['extra_ms']:.1f} ms", ok))
+            add(
+                f"| {server} | {s['bare_ms']:.1f} | {s['start_ms']:.1f} | **{s['extra_ms']:+.1f}** | "
+                f"{min(s['extra_round_ms']):+.1f} … {max(s['extra_round_ms']):+.1f} | {verdict(ok)} | "
+                f"{s['cpu_extra_ms']:+.1f} | {s['module_extra_ms']:+.1f}, {s['module_cpu_extra_ms']:+.1f} |"
+            )
+        add(
+            f"\n{next(iter(c1['servers'].values()))['runs']} runs per command and SERVER, "
+            f"in {args.launch_rounds} hyperfine rounds (command order rotated). CPU time (the median of the "
+            "rounds' mean user+sys) is less sensitive than wall time to other work on the machine. A script run "
+            "by path is compiled on every start (its bytecode is never cached); the diagnostic column runs the "
+            "same file as an imported module, whose bytecode is cached in `__pycache__`.\n"
+        )
+        add(
+            "Modules `start.py --dry-run` imports beyond the bare interpreter's "
+            f"({c1['imports_base_count']} modules), from `-X importtime` (self time, median of 5):\n"
+        )
+        add("| SERVER | modules | total µs | server/app/heavy module imported |")
+        add("|---|---|---|---|")
+        for server, s in c1["imports"].items():
+            ok = not s["forbidden"]
+            goals.append(
+                (f"1. no server/app module imported ({server}, --dry-run)", ", ".join(s["forbidden"]) or "none", ok)
+            )
+            add(
+                f"| {server} | {', '.join(f'`{x}`' for x in s['modules'])} | {s['total_us']:.0f} | "
+                f"{', '.join(s['forbidden']) or 'none'} |"
+            )
+        real = res.get("ttfr", {}).get("_real_start_imports")
+        if real:
+            add("\nA real start (not `--dry-run`) imports, before it execs the server:\n")
+            add("| SERVER | modules | total µs | server/app/heavy module imported |")
+            add("|---|---|---|---|")
+            for server, s in real.items():
+                goals.append(
+                    (
+                        f"1. no server/app module imported ({server}, real start)",
+                        ", ".join(s["forbidden"]) or "none",
+                        not s["forbidden"],
+                    )
+                )
+                add(
+                    f"| {server} | {', '.join(f'`{x}`' for x in s['modules'])} | {s['total_us']:.0f} | "
+                    f"{', '.join(s['forbidden']) or 'none'} |"
+                )
+        add("")
+    # ---- 2
+    c2 = res.get("ttfr")
+    if c2:
+        add("## 2. Time to first 200 (process start → first `HTTP/1.1 200` on a fresh connection)\n")
+        add("| launch | median ms | per-round ms | ratio start.py / this (median, range) | goal ≤ 1.05 |")
+        add("|---|---|---|---|---|")
+        for case in CASES:
+            if case.name not in c2:
+                continue
+            rec = c2[case.name]
+            ref_name = f"{case.server} start.py" if case.group != "quota" else None
+            cell, ok = "", None
+            if case.launcher in ("direct", "direct-argv", "inboard") and ref_name in c2:
+                r, lo, hi = ratio_stats(c2[ref_name]["ms"], rec["ms"])
+                cell = f"{r:.3f} ({lo:.2f} … {hi:.2f})"
+                if case.launcher == "direct":
+                    ok = r <= 1.05
+                    goals.append((f"2. time to first 200, {case.server}: start.py / direct", f"{r:.3f}", ok))
+                elif case.launcher == "direct-argv":
+                    goals.append(
+                        (
+                            f"2. time to first 200, {case.server}: start.py / its own --dry-run argv",
+                            f"{r:.3f}",
+                            r <= 1.05,
+                        )
+                    )
+                    ok = r <= 1.05
+            add(
+                f"| {case.name} | {med(rec['ms']):.0f} | {' '.join(f'{x:.0f}' for x in rec['ms'])} | {cell} | "
+                f"{verdict(ok) if case.launcher != 'inboard' else '(anchor)'} |"
+            )
+        add(
+            "\n`direct` is the hand-written equivalent (start.py's plan with every setting as a flag, no "
+            "config file; Uvicorn with `--host/--port`); `direct-argv` is exactly the argv `--dry-run` prints "
+            "(Gunicorn/Hypercorn with the default config file, which loads start.py again inside the server).\n"
+        )
+    # ---- 3 and 4
+    c3 = res.get("load")
+    if c3:
+        add(f"## 3. Throughput and p99 latency (`wrk -t{args.threads} -c{args.connections}` on 127.0.0.1)\n")
+        add(
+            "| launch | path | workers | log B/req | other CPU | req/s (median) | p50 ms | p99 ms | server CPU µs/req | "
+            "vs | req/s ratio (range) | p99 ratio | server CPU/req ratio (range) | goal |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for case in CASES:
+            if case.name not in c3 or case.group == "quota":
+                continue
+            rec = c3[case.name]
+            rps = [run["rps"] for run in rec["runs"]]
+            p99 = [run["p99_ms"] for run in rec["runs"]]
+            workers = med([mm["workers"] for mm in rec["mem"]])
+            cpu = [run["cpu_us_per_request"] for run in rec["runs"]]
+            cells = ["–", "–", "–", "–"]
+            goal = ""
+            if case.vs in c3:
+                cells = ["", "", "", ""]
+                for n, other in enumerate((case.vs, *case.also)):
+                    if other not in c3:
+                        continue
+                    ref = c3[other]
+                    r, lo, hi = ratio_stats(rps, [run["rps"] for run in ref["runs"]])
+                    rp, _, _ = ratio_stats(p99, [run["p99_ms"] for run in ref["runs"]])
+                    rc, clo, chi = ratio_stats(cpu, [run["cpu_us_per_request"] for run in ref["runs"]])
+                    new = [
+                        other,
+                        f"**{r:.3f}** ({lo:.2f} … {hi:.2f})",
+                        f"{rp:.2f}",
+                        f"{rc:.3f} ({clo:.2f} … {chi:.2f})",
+                    ]
+                    cells = [f"{a}<br>{b}" if a else b for a, b in zip(cells, new)]
+                    if n == 0:
+                        main_r, main_rc = r, rc
+                if case.goal == "parity":
+                    ok = main_r >= 0.97
+                    goals.append(
+                        (
+                            f"3. req/s {case.name} / {case.vs}",
+                            f"{main_r:.3f} (server CPU per request: {main_rc:.3f})",
+                            ok,
+                        )
+                    )
+                    goal = "≥ 0.97: " + verdict(ok)
+                elif case.goal == "ahead":
+                    ok = main_r < 1.0
+                    goals.append(
+                        (
+                            f"3. req/s {case.vs} / {case.name} (the anchor) > 1",
+                            f"{1 / main_r:.3f} (server CPU per request: {1 / main_rc:.3f})",
+                            ok,
+                        )
+                    )
+                    goal = "anchor / start.py < 1: " + verdict(ok)
+            errors = sum(run["non2xx"] + run["socket_errors"] for run in rec["runs"])
+            add(
+                f"| {case.name}{' ⚠ ' + str(errors) + ' errors' if errors else ''} | `{case.path}` | "
+                f"{workers:g} | {med([run['log_bytes_per_request'] for run in rec['runs']]):.0f} | "
+                f"{med([run['foreign_cpu'] for run in rec['runs']]):.0%} | {med(rps):.0f} | "
+                f"{med([run['p50_ms'] for run in rec['runs']]):.2f} | {med(p99):.2f} | {med(cpu):.0f} | "
+                f"{cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {goal} |"
+            )
+        notes = [f"- *{c.name}*: {c.note}" for c in CASES if c.note and c.name in c3 and c.group != "quota"]
+        add(
+            "\nRatios are this launch's over the `vs` launch's (req/s: > 1 is faster; p99: < 1 is better). "
+            "*other CPU* is the median share of the machine's CPU time used during the measured seconds by "
+            "processes other than the server tree, wrk and this script (from /proc/stat): work that was not "
+            "ours and that the launches competed with. *server CPU µs/req* is the CPU time (user+sys) of the "
+            "server's process tree per request during the measured seconds: on this shared machine it is a "
+            "steadier measure of what a configuration costs than req/s, which follows the CPU left over."
+        )
+        if notes:
+            add("\n" + "\n".join(notes))
+        add("\n## 4. Memory after start-up (idle, whole process tree; PSS from `/proc/<pid>/smaps_rollup`)\n")
+        add(
+            "| launch | processes | workers | PSS MiB | RSS MiB (sum) | PSS per worker MiB | resident launcher | "
+            "PSS vs | PSS ratio |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|")
+        for case in CASES:
+            if case.name not in c3 or case.group == "quota" or case.path != "/" or case.launcher == "direct-argv":
+                continue
+            mem = c3[case.name]["mem"]
+            pss = [mm["pss_kib"] for mm in mem]
+            launcher = med([mm["launcher_rss_kib"] for mm in mem])
+            roles_ = {p["role"] for p in mem[0]["procs"]}
+            resident = (
+                f"yes, RSS {launcher / 1024:.0f} MiB"
+                if launcher
+                else ("launcher is the server" if "launcher+server" in roles_ else "none")
+            )
+            vs, cell = "", ""
+            if case.vs in c3:
+                r, lo, hi = ratio_stats(pss, [mm["pss_kib"] for mm in c3[case.vs]["mem"]])
+                vs, cell = case.vs, f"{r:.3f} ({lo:.2f} … {hi:.2f})"
+            add(
+                f"| {case.name} | {med([mm['processes'] for mm in mem]):g} | {med([mm['workers'] for mm in mem]):g} | "
+                f"{med(pss) / 1024:.1f} | {med([mm['rss_kib'] for mm in mem]) / 1024:.1f} | "
+                f"{med([mm['worker_pss_kib'] for mm in mem]) / 1024:.1f} | {resident} | {vs} | {cell} |"
+            )
+            if case.launcher == "start" and not case.extra_env and not case.server_args:
+                ok = launcher == 0 and all("start.py" not in mm["root_cmd"] for mm in mem)
+                goals.append(
+                    (
+                        f"4. no resident launcher after start.py ({case.server})",
+                        f"PID {'is' if ok else 'is not'} the server: `{mem[0]['root_cmd'][:60]}…`",
+                        ok,
+                    )
+                )
+        add(
+            "\nThe launched PID's command line after start-up shows that start.py exec'd: "
+            + "; ".join(
+                f"{c.server}: `{c3[c.name]['mem'][0]['root_cmd'][:90]}`"
+                for c in CASES
+                if c.launcher == "start" and c.name in c3 and c.name == f"{c.server} start.py"
+            )
+            + ".\n"
+        )
+        # ---- 5
+        quota = [c for c in CASES if c.group == "quota" and c.name in c3]
+        if quota:
+            add(
+                f"## 5. Worker count under a {args.quota:g}-CPU cgroup v1 quota "
+                f"(cpu.cfs_quota_us={int(args.quota * 100000)}, period 100000) on this {os.cpu_count()}-CPU machine, "
+                "WORKERS_PER_CORE=2\n"
+            )
+            add(
+                "| launch | workers | PSS MiB | req/s | p50 ms | p99 ms | server CPU µs/req | req/s ratio vs start.py | "
+                "p99 ratio | PSS ratio |"
+            )
+            add("|---|---|---|---|---|---|---|---|---|---|")
+            base = c3.get("quota start.py")
+            for case in quota:
+                rec = c3[case.name]
+                rps = [run["rps"] for run in rec["runs"]]
+                p99 = [run["p99_ms"] for run in rec["runs"]]
+                pss = [mm["pss_kib"] for mm in rec["mem"]]
+                cells = ["", "", ""]
+                if base and case.vs:
+                    r, lo, hi = ratio_stats(rps, [run["rps"] for run in base["runs"]])
+                    rp, plo, phi = ratio_stats(p99, [run["p99_ms"] for run in base["runs"]])
+                    rm, _, _ = ratio_stats(pss, [mm["pss_kib"] for mm in base["mem"]])
+                    cells = [f"{r:.3f} ({lo:.2f} … {hi:.2f})", f"{rp:.2f} ({plo:.2f} … {phi:.2f})", f"{rm:.2f}"]
+                add(
+                    f"| {case.name} | {med([mm['workers'] for mm in rec['mem']]):g} | {med(pss) / 1024:.1f} | "
+                    f"{med(rps):.0f} | {med([run['p50_ms'] for run in rec['runs']]):.2f} | {med(p99):.2f} | "
+                    f"{med([run['cpu_us_per_request'] for run in rec['runs']]):.0f} | " + " | ".join(cells) + " |"
+                )
+            if base and base.get("summary"):
+                add(f"\nstart.py's summary line inside the cgroup: `{base['summary']}`")
+            notes = [f"- *{c.name}*: {c.note}" for c in quota if c.note]
+            add("\n" + "\n".join(notes) + "\n")
+        elif res.get("quota_skipped"):
+            add(f"## 5. Worker count under a CPU quota\n\nSkipped: {res['quota_skipped']}\n")
+    # ---- the exact command lines
+    launched = {}
+    for key in ("ttfr", "load"):
+        for name, rec in (res.get(key) or {}).items():
+            if name in CASES_BY_NAME and "argv" in rec:
+                launched.setdefault(name, rec["argv"])
+    if launched:
+        add("## Launches\n")
+        add(
+            "The exact argv of each launch (PORT is a fresh port per launch; HOST=127.0.0.1, PORT and SERVER "
+            "are in every environment, inboard's with APP_MODULE=main:app; the working directory is bench/app).\n"
+        )
+        add("| launch | extra environment | argv |")
+        add("|---|---|---|")
+        for case in CASES:
+            if case.name in launched:
+                argv = " ".join(shlex.quote(a) for a in launched[case.name])
+                argv = re.sub(r"\S*/bin/python", "python", argv).replace(os.path.dirname(START_PY) + "/", "")
+                argv = re.sub(r"(127\.0\.0\.1:|--port )\d+", r"\1PORT", argv)
+                env = " ".join(f"{k}={shlex.quote(v)}" for k, v in case.extra_env.items())
+                add(f"| {case.name} | `{env}` | `{argv}` |" if env else f"| {case.name} | | `{argv}` |")
+        add("")
+    # ---- goals
+    summary = ["## Goals\n", "| goal | measured | |", "|---|---|---|"]
+    summary += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in goals]
+    return "\n".join(head + summary + [""] + lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers-venv", required=True)
+    parser.add_argument("--inboard-venv", required=True)
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds of each load launch")
+    parser.add_argument("--duration", type=int, default=3, help="measured wrk seconds per launch")
+    parser.add_argument("--warmup", type=int, default=1, help="wrk warm-up seconds per launch")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--ttfr-rounds", type=int, default=9)
+    parser.add_argument("--launch-rounds", type=int, default=4)
+    parser.add_argument("--launch-runs", type=int, default=15, help="hyperfine runs per command per round")
+    parser.add_argument("--quota", type=float, default=1.0, help="CPUs of the cgroup quota (case 5)")
+    parser.add_argument("--only", default="1,2,3,5", help="cases to run (4 comes with 3)")
+    parser.add_argument("--cases", default="", help="only the launches whose name matches this regex")
+    parser.add_argument("--output", default=os.path.join(BENCH, "RESULTS.md"))
+    parser.add_argument("--keep-work", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if args.cases:
+        for case in CASES:
+            if not re.search(args.cases, case.name):
+                case.ttfr = case.load = False
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.perf_counter()
+    work = tempfile.mkdtemp(prefix="asgi-start-bench-")
+    # Measure one version of the launcher throughout: a snapshot of start.py and the config files
+    # (which load start.py from beside themselves), even if the work tree changes during the run.
+    global START_PY
+    snapshot = os.path.join(work, "launcher")
+    os.makedirs(snapshot)
+    for name in LAUNCHER_FILES:
+        shutil.copy2(os.path.join(REPO, name), snapshot)
+    START_PY = os.path.join(snapshot, "start.py")
+    runner = Runner(args, work)
+    res: dict = {}
+    info: dict | None = None
+    cgroup = None
+    status = 0
+    try:
+        info = machine(args)
+        if "1" in only:
+            log("case 1: launch overhead (hyperfine, -X importtime)")
+            res["launch"] = case1_launch(runner, args)
+        if "2" in only:
+            log("case 2: time to first 200")
+            res["ttfr"] = case2_ttfr(runner, args)
+        if "3" in only or "5" in only:
+            if "5" in only:
+                try:
+                    cgroup = cgroup_create(args)
+                except OSError as error:
+                    res["quota_skipped"] = f"cannot create a cgroup: {error}"
+                if cgroup is None and "quota_skipped" not in res:
+                    res["quota_skipped"] = "needs root and a writable cgroup v1 cpu hierarchy at " + CGROUP_CPU
+            if "3" not in only:
+                for case in CASES:
+                    case.load = case.load and case.group == "quota"
+            if cgroup is None:
+                for case in CASES:
+                    case.load = case.load and case.group != "quota"
+            log("cases 3-5: throughput, latency, memory" + (f", CPU quota in {cgroup}" if cgroup else ""))
+            res["load"] = case3_load(runner, args, cgroup)
+    except BaseException as error:
+        log(f"bench: stopped: {error!r}")
+        status = 1
+    finally:
+        kill_all_groups()
+        if cgroup:
+            try:
+                cgroup_remove(cgroup)
+            except (OSError, RuntimeError) as error:
+                log(f"bench: {error}")
+                status = 1
+    elapsed = time.perf_counter() - started
+    if info:
+        info["loadavg_end"] = " ".join(_read("/proc/loadavg").split()[:3])
+        if sha256_of(os.path.join(REPO, "start.py")) != info["start_sha256"][:16]:
+            info["start_sha256"] += " (start.py in the work tree changed during the run; the run used this snapshot)"
+        info["cpu_pressure_end"] = _read("/proc/pressure/cpu").split("\n")[0].replace("some ", "")
+    raw = os.path.splitext(args.output)[0] + ".json" if status == 0 else os.path.join(work, "partial.json")
+    with open(raw, "w") as file:
+        json.dump({"machine": info, "results": res}, file, indent=1, default=str)
+    text = report(info, res, args, elapsed) if info else ""
+    if status == 0:
+        with open(args.output, "w") as file:
+            file.write(text)
+        log(f"bench: wrote {os.path.relpath(args.output)} in {elapsed / 60:.1f} min")
+    print(text)
+    if args.keep_work or status:
+        log(f"bench: logs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
