@@ -105,31 +105,24 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # exec form: start.py execs the server, which becomes PID 1 and gets SIGTERM.
 CMD ["python", "/start.py"]
 
-# The targets: runtime + their venv + the launcher, copied verbatim (the modes
-# are set, so that a checkout with a strict umask still gives readable files).
-# The config files load start.py as a module; its bytecode is compiled here,
-# because PYTHONDONTWRITEBYTECODE keeps the server (not root) from caching it.
-# Needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 before).
-
-
-FROM runtime AS fastapi
-COPY --from=venv-fastapi /opt/venv /opt/venv
+# The launcher, copied verbatim (the modes are set, so that a checkout with a
+# strict umask still gives readable files). The config files load start.py as a
+# module; its bytecode is compiled here, because PYTHONDONTWRITEBYTECODE keeps
+# the server (not root, and told not to) from caching it. Needs BuildKit for
+# --chmod (the default builder since Docker 23; DOCKER_BUILDKIT=1 before).
 COPY --chmod=0755 start.py /
 COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
 RUN python -m compileall -q /start.py /gunicorn_conf.py /hypercorn_conf.py
 USER 10001:10001
+
+
+# The targets: the runtime plus their virtual environment.
+FROM runtime AS fastapi
+COPY --from=venv-fastapi /opt/venv /opt/venv
 
 FROM runtime AS starlette
 COPY --from=venv-starlette /opt/venv /opt/venv
-COPY --chmod=0755 start.py /
-COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
-RUN python -m compileall -q /start.py /gunicorn_conf.py /hypercorn_conf.py
-USER 10001:10001
 
 # last, so that it is the default target
 FROM runtime AS base
 COPY --from=venv-base /opt/venv /opt/venv
-COPY --chmod=0755 start.py /
-COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
-RUN python -m compileall -q /start.py /gunicorn_conf.py /hypercorn_conf.py
-USER 10001:10001

@@ -41,9 +41,15 @@ def run_start(
     )
 
 
-def dry_run(env: dict[str, str], cwd: Path, start: Path = START) -> dict:
+def dry_run(env: dict[str, str], cwd: Path, start: Path = START, preexec_fn=None) -> dict:
     result = subprocess.run(
-        [sys.executable, str(start), "--dry-run"], env=env, cwd=cwd, capture_output=True, text=True, timeout=30
+        [sys.executable, str(start), "--dry-run"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=preexec_fn,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

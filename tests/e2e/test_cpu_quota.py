@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, Server, clean_env, copy_app, free_port, wait_for_workers
+from helpers import Server, clean_env, copy_app, dry_run, free_port, wait_for_workers
 
 CPU_HIERARCHY = Path("/sys/fs/cgroup/cpu")
 
@@ -52,28 +50,10 @@ def test_dry_run_inside_a_half_cpu_quota(tmp_path, quota_cgroup):
     cgroup = quota_cgroup(0.5)
     app_dir = copy_app(tmp_path)
     assert len(os.sched_getaffinity(0)) >= 2, "the point of the test is a quota below the visible CPUs"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "start.py"), "--dry-run"],
-        cwd=app_dir,
-        env=clean_env(WORKERS_PER_CORE="3"),
-        capture_output=True,
-        text=True,
-        preexec_fn=join_cgroup(cgroup),
-        check=True,
-        timeout=30,
-    )
-    plan = json.loads(result.stdout)
+    plan = dry_run(clean_env(WORKERS_PER_CORE="3"), app_dir, preexec_fn=join_cgroup(cgroup))
     assert (plan["cpus"], plan["cpus_source"], plan["workers"]) == (1, "cgroup quota 0.5", 3)
     # outside the cgroup the same settings give the host's count
-    outside = subprocess.run(
-        [sys.executable, str(REPO / "start.py"), "--dry-run"],
-        cwd=app_dir,
-        env=clean_env(WORKERS_PER_CORE="3"),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(outside.stdout)["workers"] == 3 * len(os.sched_getaffinity(0))
+    assert dry_run(clean_env(WORKERS_PER_CORE="3"), app_dir)["workers"] == 3 * len(os.sched_getaffinity(0))
 
 
 def test_gunicorn_starts_the_quota_aware_number_of_workers(servers, tmp_path, quota_cgroup):
