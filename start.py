@@ -884,7 +884,7 @@ def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
     if settings.log_format == "json":
         formatter: dict[str, Any] = {"()": f"{RUNTIME_MODULE}.json_formatter"}
     else:
-        formatter = {"format": TEXT_FORMAT, "datefmt": TEXT_DATE_FORMAT}
+        formatter = {"()": f"{RUNTIME_MODULE}.text_formatter"}
     handlers: dict[str, Any] = {"error": log_handler(log_target(settings.error_log, facts), "ext://sys.stderr")}
     access = log_target(settings.access_log, facts)
     if access is not None:
@@ -1013,6 +1013,16 @@ def json_formatter(**_: Any) -> Any:
     return _log_classes()["JsonFormatter"]()
 
 
+def text_formatter(**_: Any) -> Any:
+    """A logging.Formatter writing `time LEVEL logger [pid] message`, one line per record.
+
+    A traceback or a multi-line message stays on its record's line, with its
+    line breaks written as \\n: a container's log driver makes an event of
+    every line, and a traceback cut into twenty events is no longer one.
+    """
+    return _log_classes()["TextFormatter"](TEXT_FORMAT, TEXT_DATE_FORMAT)
+
+
 def access_path_filter(paths: Sequence[str] = ()) -> Any:
     """A logging.Filter dropping access records of these paths (exact, or a prefix ending at /)."""
     return _log_classes()["AccessPathFilter"](paths)
@@ -1100,6 +1110,10 @@ def _log_classes() -> dict[str, Any]:
                 entry["stack"] = self.formatStack(record.stack_info)
             return json.dumps(entry, ensure_ascii=False, default=str)
 
+    class TextFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return one_line(super().format(record))
+
     class AccessPathFilter(logging.Filter):
         def __init__(self, paths: Sequence[str]) -> None:
             super().__init__()
@@ -1110,7 +1124,7 @@ def _log_classes() -> dict[str, Any]:
             path = access_path(record)
             return path is None or not (path in self.exact or path.startswith(self.prefixes))
 
-    _LOG_CLASSES.update(JsonFormatter=JsonFormatter, AccessPathFilter=AccessPathFilter)
+    _LOG_CLASSES.update(JsonFormatter=JsonFormatter, TextFormatter=TextFormatter, AccessPathFilter=AccessPathFilter)
     return _LOG_CLASSES
 
 

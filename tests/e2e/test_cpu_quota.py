@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Server, clean_env, copy_app, dry_run, free_port, wait_for_workers
+from helpers import Server, clean_env, copy_app, dry_run, free_port, wait_for_workers, wait_until_workers_serve
 
 CPU_HIERARCHY = Path("/sys/fs/cgroup/cpu")
 
@@ -64,5 +64,6 @@ def test_gunicorn_starts_the_quota_aware_number_of_workers(servers, tmp_path, qu
     servers.append(server)
     assert server.wait_ready()[0] == 200
     assert len(wait_for_workers(server.pid, 3)) == 3  # 1 CPU × 3, not 2 CPUs × 3
+    assert len(wait_until_workers_serve(server.url("/pid"), 3)) == 3
     assert "3 workers = 1 CPU (cgroup quota 1) × WORKERS_PER_CORE 3" in server.output()
     assert server.terminate() == 0

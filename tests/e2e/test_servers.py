@@ -74,6 +74,7 @@ def test_serves_execs_counts_workers_runs_prestart_first_and_stops_gracefully(se
     assert argv == expected["argv"]
     workers = wait_for_workers(server.pid, expected["workers"])
     assert len(workers) == expected["workers"]
+    assert wait_until_workers_serve(server.url("/pid"), len(workers)) == {str(pid) for pid in workers}
 
     marker = (app_dir / "prestart-ran.txt").read_text()
     assert marker.startswith("port_closed=True")
@@ -149,6 +150,7 @@ def test_default_config_file_run_by_hand_honours_the_environment(servers, tmp_pa
     try:
         assert wait_for_http(f"http://127.0.0.1:{port}/", process)[0] == 200
         assert len(wait_for_workers(process.pid, 3)) == 3
+        assert len(wait_until_workers_serve(f"http://127.0.0.1:{port}/pid", 3)) == 3
     finally:
         process.terminate()
         assert process.wait(30) == 0
@@ -310,4 +312,5 @@ def test_worker_processes_match_dry_run_under_uvicorn_and_hypercorn_defaults(ser
         server = start_server(servers, app_dir, SERVER=server_name)
         assert server.wait_ready()[0] == 200
         assert len(wait_for_workers(server.pid, 2)) == 2 == len(worker_pids(server.pid))
+        assert len(wait_until_workers_serve(server.url("/pid"), 2)) == 2
         assert server.terminate() == 0

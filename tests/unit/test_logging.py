@@ -41,9 +41,9 @@ HYPERCORN_ATOMS = {"h": "127.0.0.1:5000", "m": "GET", "U": "/items", "q": "id=3"
                    "D": 2500, "r": "GET /items 1.1"}  # fmt: skip
 
 
-def test_text_configuration_uses_only_the_standard_library(tmp_path):
+def test_text_configuration(tmp_path):
     config = config_for(tmp_path)
-    assert config["formatters"]["asgi_start"] == {"format": start.TEXT_FORMAT, "datefmt": start.TEXT_DATE_FORMAT}
+    assert config["formatters"]["asgi_start"] == {"()": "asgi_start.text_formatter"}
     assert "filters" not in config
     assert config["root"] == {"level": "INFO", "handlers": ["error"]}  # the app's own loggers
     for name in start.ACCESS_LOGGERS:
@@ -248,3 +248,13 @@ def test_to_json_writes_what_json_dumps_writes(value, indent, sort_keys):
 def test_to_json_refuses_what_is_not_plain_data(value):
     with pytest.raises(TypeError):
         start.to_json(value)
+
+
+def test_text_records_stay_on_one_line_with_their_traceback():
+    try:
+        raise ValueError("broken\nacross lines")
+    except ValueError:
+        line = start.text_formatter().format(record("app", "failed:\n%s", ("x",), logging.ERROR, sys.exc_info()))
+    assert "\n" not in line
+    assert " ERROR app [" in line and "failed:\\nx\\nTraceback (most recent call last):\\n" in line
+    assert line.endswith("ValueError: broken\\nacross lines")
