@@ -689,29 +689,34 @@ def path_finder() -> Any:
     return PathFinder
 
 
-def module_exists(name: str, search_path: Sequence[str]) -> bool:
-    """Whether `name` (dotted) can be found on disk, without importing anything."""
+def find_module_spec(name: str, search_path: Sequence[str]) -> Any:
+    """The spec of `name` (dotted) found on disk, without importing anything; None if absent."""
     PathFinder = path_finder()
 
     path: Sequence[str] | None = list(search_path)
     parts = name.split(".")
+    spec = None
     for depth in range(1, len(parts) + 1):
         # Only the last name: a dotted one would make importlib look its parent up in sys.modules.
         spec = PathFinder.find_spec(parts[depth - 1], path)
         if spec is None:
-            return False
+            return None
         # typeshed says list | None; a namespace package gives a _NamespacePath
         locations: Any = spec.submodule_search_locations
         if locations is None:
             if depth < len(parts):
-                return False  # a plain module has no submodules
+                return None  # a plain module has no submodules
         elif not isinstance(locations, list):
             # A namespace package's _NamespacePath recomputes itself from its parent's
             # path; its directories are simply these.
             locations = [os.path.join(entry, parts[depth - 1]) for entry in path or ()]
             locations = [entry for entry in locations if os.path.isdir(entry)]
         path = locations
-    return True
+    return spec
+
+
+def module_exists(name: str, search_path: Sequence[str]) -> bool:
+    return find_module_spec(name, search_path) is not None
 
 
 def installed_version(distribution: str) -> tuple[int, ...]:
@@ -971,14 +976,7 @@ def load_logging_conf(settings: Settings, facts: Facts) -> dict[str, Any] | None
 
 def module_origin(name: str, search_path: Sequence[str]) -> str | None:
     """The source file of a module found on disk (nothing imported), or None."""
-    path: Any = list(search_path)
-    spec = None
-    for part in name.split("."):
-        spec = path_finder().find_spec(part, path)
-        if spec is None:
-            return None
-        path = spec.submodule_search_locations
-    origin = getattr(spec, "origin", None)
+    origin = getattr(find_module_spec(name, search_path), "origin", None)
     return origin if origin and os.path.isfile(origin) else None
 
 
@@ -1038,10 +1036,15 @@ def _dash_is_none(value: Any) -> Any:
     return None if value in ("-", "", None) else value
 
 
+def is_uvicorn_access(record: Any) -> bool:
+    """Uvicorn's access records carry (client, method, path with query, HTTP version, status)."""
+    return record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5
+
+
 def access_fields(record: Any) -> dict[str, Any] | None:
     """The structured fields of an access record, whichever server wrote it; None for other records."""
     args = record.args
-    if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+    if is_uvicorn_access(record):
         # Uvicorn: (client, method, path with query, HTTP version, status); no duration, no user agent.
         client, method, full_path, version, status = args
         path, _, query = str(full_path).partition("?")
@@ -1076,7 +1079,7 @@ def access_fields(record: Any) -> dict[str, Any] | None:
 
 def access_path(record: Any) -> str | None:
     args = record.args
-    if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+    if is_uvicorn_access(record):
         return str(args[2]).partition("?")[0]
     if hasattr(args, "get"):
         path = args.get("U")
@@ -1494,7 +1497,9 @@ def quote_for_gunicorn(argument: str) -> str:
     return "'" + argument.replace("'", "'\"'\"'") + "'"
 
 
-def plan_gunicorn(settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str]) -> dict[str, Any]:
+def plan_gunicorn(
+    settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str], log_file: str
+) -> dict[str, Any]:
     require_installed("gunicorn", facts, "SERVER=gunicorn")
     worker_class = resolve_gunicorn_worker_class(settings, facts)
     config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts)
@@ -1512,7 +1517,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app_module: str, workers: in
             # a config file may name settings an older Gunicorn lacks; its command line may not
             del options["control_socket_disable"]
         del options["logconfig_dict"]
-        options["logconfig_json"] = logging_file(settings, facts)[0]
+        options["logconfig_json"] = log_file
         flags = as_flags(options, GUNICORN_FLAGS)
         ours = " ".join(quote_for_gunicorn(flag) for flag in flags)
         env["GUNICORN_CMD_ARGS"] = f"{ours} {settings.gunicorn_cmd_args}" if settings.gunicorn_cmd_args else ours
@@ -1520,7 +1525,9 @@ def plan_gunicorn(settings: Settings, facts: Facts, app_module: str, workers: in
     return {"argv": argv, "env": env, "config_file": config_file, "worker_class": worker_class}
 
 
-def plan_uvicorn(settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str]) -> dict[str, Any]:
+def plan_uvicorn(
+    settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str], log_file: str
+) -> dict[str, Any]:
     require_installed("uvicorn", facts, "SERVER=uvicorn" if settings.server == "uvicorn" else "WITH_RELOAD")
     binds = default_binds(settings)
     argv = [sys.executable, "-m", "uvicorn", app_module]
@@ -1546,7 +1553,7 @@ def plan_uvicorn(settings: Settings, facts: Facts, app_module: str, workers: int
     else:
         argv += ["--workers", str(workers)]
     # Levels come from the logging configuration, so LOG_LEVEL does not silence the access log.
-    argv += ["--log-config", logging_file(settings, facts)[0]]
+    argv += ["--log-config", log_file]
     if not settings.access_log:
         argv.append("--no-access-log")
     argv += ["--timeout-keep-alive", str(settings.keep_alive)]
@@ -1568,7 +1575,9 @@ def plan_uvicorn(settings: Settings, facts: Facts, app_module: str, workers: int
     return {"argv": argv, "prebind": prebind, "backlog": settings.backlog}
 
 
-def plan_hypercorn(settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str]) -> dict[str, Any]:
+def plan_hypercorn(
+    settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str], log_file: str
+) -> dict[str, Any]:
     require_installed("hypercorn", facts, "SERVER=hypercorn")
     worker_class = settings.worker_class or "asyncio"
     if worker_class != "asyncio":
@@ -1589,7 +1598,7 @@ def plan_hypercorn(settings: Settings, facts: Facts, app_module: str, workers: i
             )
         options = hypercorn_settings(settings, facts, workers)
         del options["logconfig_dict"]
-        options["logconfig"] = "json:" + logging_file(settings, facts)[0]
+        options["logconfig"] = "json:" + log_file
         argv += as_flags(options, HYPERCORN_FLAGS)
     argv += [*extra, app_module]
     return {"argv": argv, "config_file": config_file, "worker_class": worker_class}
@@ -1617,7 +1626,8 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = ()) -> 
     # Gunicorn has no reloader for ASGI workers; Uvicorn's reloader serves development.
     server = "uvicorn" if settings.with_reload and settings.server == "gunicorn" else settings.server
     planners = {"gunicorn": plan_gunicorn, "uvicorn": plan_uvicorn, "hypercorn": plan_hypercorn}
-    details = planners[server](settings, facts, app_module, workers, list(extra))
+    log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
+    details = planners[server](settings, facts, app_module, workers, list(extra), log_file)
     return Plan(
         server=server,
         requested_server=settings.server,
@@ -1632,7 +1642,7 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = ()) -> 
         log_level=settings.log_level,
         log_format=settings.log_format,
         runtime_dir=facts.runtime_dir,
-        files=dict([logging_file(settings, facts)]),
+        files={log_file: log_content},
         **details,
     )
 
