@@ -100,19 +100,24 @@ EXPOSE 80
 # No curl needed: start.py connects to its own bound port on localhost and
 # requests HEALTHCHECK_PATH (default /); healthy below status 500.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "/start.py", "--healthcheck"]
+    CMD ["python", "/start.pyc", "--healthcheck"]
 
 # exec form: start.py execs the server, which becomes PID 1 and gets SIGTERM.
-CMD ["python", "/start.py"]
+# /start.pyc is start.py compiled at build time (below): run by path, CPython
+# would compile the whole file on every start. `python /start.py` does the same
+# thing; the compiled file runs start.py itself if start.py has changed since.
+CMD ["python", "/start.pyc"]
 
 # The launcher, copied verbatim (the modes are set, so that a checkout with a
-# strict umask still gives readable files). The config files load start.py as a
-# module; its bytecode is compiled here, because PYTHONDONTWRITEBYTECODE keeps
-# the server (not root, and told not to) from caching it. Needs BuildKit for
-# --chmod (the default builder since Docker 23; DOCKER_BUILDKIT=1 before).
+# strict umask still gives readable files), and compiled: start.py to
+# /start.pyc with a checked source hash (see CMD), the config files to their
+# __pycache__, because PYTHONDONTWRITEBYTECODE keeps the server (not root, and
+# told not to) from caching them. Needs BuildKit for --chmod (the default
+# builder since Docker 23; DOCKER_BUILDKIT=1 before).
 COPY --chmod=0755 start.py /
 COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
-RUN python -m compileall -q /start.py /gunicorn_conf.py /hypercorn_conf.py
+RUN python -c "import py_compile as c; c.compile('/start.py', cfile='/start.pyc', doraise=True, invalidation_mode=c.PycInvalidationMode.CHECKED_HASH)" \
+    && python -m compileall -q /gunicorn_conf.py /hypercorn_conf.py
 USER 10001:10001
 
 

@@ -1,8 +1,9 @@
 """Default Hypercorn configuration of asgi-start.
 
-Every setting comes from the environment through start.py, which must sit
-beside this file, so parsing, defaults and the worker arithmetic live in one
-place. It works the same under ``python start.py`` and by hand:
+Under ``python start.py`` this file plans nothing: start.py has computed every
+setting once and left them in the JSON file named by ``ASGI_START_OPTIONS``;
+this file only sets them. Run by hand, with start.py beside it, it plans from
+the environment through start.py:
 
     hypercorn -c file:hypercorn_conf.py main:app
 
@@ -14,20 +15,32 @@ To extend it rather than replace it, begin your own config file with
 and set below that line only what you change.
 """
 
-import importlib.util
-import os
-import sys
 
-# Loaded as a module, not run as a script, so that its cached bytecode is used; as
-# `asgi_start`, the name under which the servers also find its log formatter.
-_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "start.py")
-_spec = importlib.util.spec_from_file_location("asgi_start", _path)
-if _spec is None or _spec.loader is None:
-    raise SystemExit(f"asgi-start: error: cannot load {_path}, which hypercorn_conf.py needs beside it")
-_launcher = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("asgi_start", _launcher)
-_spec.loader.exec_module(_launcher)
-globals().update(_launcher.hypercorn_config())
+def _asgi_start_options():
+    import os
+
+    path = os.environ.get("ASGI_START_OPTIONS")
+    if path:
+        import json
+
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    # By hand: start.py, loaded as a module (its cached bytecode is used), as `asgi_start`,
+    # the name under which the servers also find its log formatters.
+    import importlib.util
+    import sys
+
+    launcher_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "start.py")
+    spec = importlib.util.spec_from_file_location("asgi_start", launcher_path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"asgi-start: error: cannot load {launcher_path}, which hypercorn_conf.py needs beside it")
+    launcher = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("asgi_start", launcher)
+    spec.loader.exec_module(launcher)
+    return launcher.hypercorn_config()
+
+
+globals().update(_asgi_start_options())
 # Hypercorn copies every public name here into its Config and pickles that for
 # its spawned workers, so only plain values may remain.
-del _path, _spec, _launcher
+del _asgi_start_options

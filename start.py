@@ -11,12 +11,21 @@ The file reads top to bottom as a pipeline:
 
     environment -> settings -> plan -> effects
 
-``parse_settings`` turns a mapping of strings into a ``Settings`` object;
-``probe_facts`` looks at the machine (files, installed packages, CPUs);
-``plan_launch`` turns both into the exact argv; only ``main`` runs anything.
-The default config files (gunicorn_conf.py, hypercorn_conf.py) import this
-file and call ``gunicorn_config`` / ``hypercorn_config`` so that the parsing
-and the worker arithmetic live here only.
+``VARIABLES`` declares every setting once: how it is parsed, its default, its
+documentation, and what it becomes under each server. ``parse_settings`` turns
+a mapping of strings into ``Settings``; ``probe_facts`` looks at the machine
+(files, installed packages, CPUs); ``plan_launch`` turns both into the exact
+argv and the finished server options; only ``main`` runs anything. Every stage
+adds to one list of problems, so that one run reports all of them.
+
+The default config files (gunicorn_conf.py, hypercorn_conf.py) do not plan
+again: start.py hands them the finished options in a file named by
+``ASGI_START_OPTIONS``. Run by hand, without start.py, they plan from the
+environment through this file.
+
+The last section is the code that runs inside the servers (log formatters,
+the access-path filter). start.py writes it out as the small module
+``asgi_start``, with its bytecode, so no server process compiles this file.
 """
 
 from __future__ import annotations
@@ -27,9 +36,14 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only type checkers need it
     from collections.abc import Iterable, Mapping, Sequence
-    from typing import Any, Callable, NoReturn
+    from typing import Any, Callable, NoReturn, Optional
 
-__version__ = "1.0.0"
+    # One server option: its config-file key (None: command line only), its flag
+    # (None: config file only) and its value. Lists repeat the flag; True is a bare
+    # flag; None and False leave the option out.
+    Option = tuple[Optional[str], Optional[str], Any]
+
+__version__ = "1.1.0"
 
 PROG = "asgi-start"
 SERVERS = ("gunicorn", "uvicorn", "hypercorn")
@@ -51,10 +65,12 @@ PACKAGE_OF_MODULE = {
 }
 # Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
 UVICORN_SOCKET_FD = 3
+# The environment variable that tells a default config file where start.py left its options.
+OPTIONS_VARIABLE = "ASGI_START_OPTIONS"
 
 
 class ConfigError(Exception):
-    """One or more problems with the configuration; each is one line for the user."""
+    """Raised only where a caller cannot go on: the problems, one line each, for the user."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("\n".join(problems))
@@ -138,6 +154,33 @@ def parse_cpu_count(raw: str) -> int | None:
         return _parse_int(raw, 1, MAX_CPU_COUNT)
     except ValueError:
         raise ValueError(f"a whole number from 1 to {MAX_CPU_COUNT}, or 'default'") from None
+
+
+MEMORY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MAX_MEMORY = 1 << 50  # a pebibyte per worker is a typo, not a budget
+
+
+def parse_memory(raw: str) -> int:
+    """Bytes, or a number with K, M, G, T (binary, as Docker reads `--memory 512m`) or Ki, Mi, Gi, Ti."""
+    accepted = "a size such as 256M, 1G, 512Mi or a number of bytes (K, M, G, T and Ki, Mi, Gi, Ti are powers of 1024)"
+    text = raw.strip()
+    lowered = text.lower()
+    number = lowered.removesuffix("i") if lowered[-2:-1].isalpha() else lowered
+    unit = number[-1:] if number[-1:].isalpha() else ""
+    digits = number[: len(number) - len(unit)]
+    whole, _, fraction = digits.partition(".")
+    if unit not in MEMORY_UNITS or not (digits.isascii() and (whole + fraction).isdigit() and whole + fraction):
+        raise ValueError(accepted)
+    value = int(float(digits) * MEMORY_UNITS[unit])
+    if not 1 <= value <= MAX_MEMORY:
+        raise ValueError(accepted)
+    return value
+
+
+def format_bytes(count: float) -> str:
+    """A size as people read it: MiB below a GiB, GiB above, with at most one decimal."""
+    unit, size = ("GiB", count / (1 << 30)) if count >= 1 << 30 else ("MiB", count / (1 << 20))
+    return f"{size:.1f}".rstrip("0").rstrip(".") + f" {unit}"
 
 
 def parse_log_level(raw: str) -> str:
@@ -266,13 +309,52 @@ def parse_http_path(raw: str) -> str:
 
 
 # --------------------------------------------------------------------------
-# The table of environment variables: the one source for parsing, --help and
-# the README's table. A default of None means "computed"; `shown` says how.
+# The table: every environment variable, declared once. Parsing, --help, the
+# README's table, the per-server options and flags, and the "not supported by
+# SERVER=x" errors all come from it.
 # --------------------------------------------------------------------------
 
 
+class To:
+    """What a setting becomes under one server: its config-file key and its command-line flag.
+
+    A missing key means the server has no config file (Uvicorn); a missing flag
+    means the setting needs the config file, and `no_flag` says why. `default`
+    is the value this server gets when the variable is unset.
+    """
+
+    __slots__ = ("default", "flag", "key", "no_flag")
+
+    def __init__(self, key: str | None = None, flag: str | None = None, default: Any = None, no_flag: str = "") -> None:
+        self.key = key
+        self.flag = flag
+        self.default = default
+        self.no_flag = no_flag
+
+
 class Var:
-    __slots__ = ("aliases", "default", "empty_is_value", "group", "help", "name", "parse", "shown")
+    """One environment variable.
+
+    `to` maps a server to what the value becomes there, for the settings that
+    pass through unchanged (paths made absolute when `is_path`). Settings the
+    planners compute from (workers, binds, logging) have no `to`. `servers`
+    lists where the variable may be set at all; elsewhere setting it is an error.
+    """
+
+    __slots__ = (
+        "aliases",
+        "default",
+        "empty_is_value",
+        "group",
+        "help",
+        "is_path",
+        "name",
+        "parse",
+        "servers",
+        "shown",
+        "to",
+        "via",
+    )
 
     def __init__(
         self,
@@ -284,6 +366,10 @@ class Var:
         shown: str = "",
         aliases: tuple[str, ...] = (),
         empty_is_value: bool = False,
+        to: Mapping[str, To] | None = None,
+        servers: tuple[str, ...] = SERVERS,
+        is_path: bool = False,
+        via: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.parse = parse
@@ -293,6 +379,10 @@ class Var:
         self.group = group
         self.aliases = aliases
         self.empty_is_value = empty_is_value
+        self.to = dict(to or {})
+        self.servers = servers
+        self.is_path = is_path
+        self.via = via or {}  # how a server without a `to` entry gets the setting, in words
 
     @property
     def attribute(self) -> str:
@@ -307,6 +397,16 @@ LOGS = "Logs"
 CLASSES = "Worker class and config files"
 PRESTART = "Pre-start and health check"
 
+
+def same(key: str, flag: str, **extra: Any) -> dict[str, To]:
+    """The common case: Gunicorn and Hypercorn share the key and flag; Uvicorn takes `uvicorn_flag`."""
+    uvicorn_flag = extra.pop("uvicorn_flag", None)
+    mapping = {"gunicorn": To(key, flag), "hypercorn": To(key, flag, **extra)}
+    if uvicorn_flag:
+        mapping["uvicorn"] = To(flag=uvicorn_flag)
+    return mapping
+
+
 # fmt: off
 VARIABLES = (
     Var("SERVER", parse_server, "gunicorn", "`gunicorn` (Gunicorn master, Uvicorn workers), `uvicorn` (Uvicorn alone, its own `--workers` manager) or `hypercorn`", APP, aliases=("PROCESS_MANAGER",)),
@@ -319,26 +419,42 @@ VARIABLES = (
     Var("WORKERS_PER_CORE", parse_workers_per_core, "1", "workers per effective CPU (above 0, at most 64, fractions allowed)", WORKERS),
     Var("MAX_WORKERS", parse_worker_count, None, "upper bound on the computed count (1–4096)", WORKERS),
     Var("PYTHON_CPU_COUNT", parse_cpu_count, None, "overrides the effective CPU count (as in CPython 3.13)", WORKERS),
+    Var("WORKER_MEMORY", parse_memory, None, "memory one worker needs (`256M`, `1G`, `512Mi`, or bytes; K/M/G are powers of 1024, as Docker reads them): the computed count is then at most the container’s memory limit ÷ this, at least 1", WORKERS),
     Var("HOST", parse_host, "0.0.0.0", "address inside the container", LISTEN),
     Var("PORT", parse_port, "80", "plain-HTTP port; setting both names to different values is an error", LISTEN, aliases=("TCP_PORT",)),
     Var("BIND", parse_address_list, None, "address(es) actually bound, comma-separated: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`", LISTEN, shown="`HOST:PORT` (`HOST:SSL_PORT` when `USE_SSL`)"),
     Var("USE_SSL", parse_bool, "false", "serve TLS on `SSL_PORT`; requires `CERTFILE` and `KEYFILE`", LISTEN),
     Var("USE_TCP", parse_bool, None, "with `USE_SSL`: also serve plain HTTP on `HOST:PORT` (Hypercorn’s `INSECURE_BIND`; setting it true under another server is an error)", LISTEN, shown="`true` under Hypercorn"),
     Var("SSL_PORT", parse_port, "443", "TLS port", LISTEN),
-    Var("INSECURE_BIND", parse_address_list, None, "Hypercorn’s plain listener beside the TLS one", LISTEN, shown="`HOST:PORT` when `USE_SSL` and `USE_TCP`"),
-    Var("QUIC_BIND", parse_address_list, None, "Hypercorn HTTP/3 listener (needs TLS)", LISTEN),
-    Var("CERTFILE", parse_path, None, "TLS certificate chain (all three servers); with `KEYFILE` it turns TLS on", LISTEN),
-    Var("KEYFILE", parse_path, None, "TLS private key", LISTEN),
-    Var("CA_CERTS", parse_path, None, "CA bundle for client certificates", LISTEN),
-    Var("CIPHERS", parse_text, None, "TLS cipher string", LISTEN, shown="`ECDHE+AESGCM` under Hypercorn; the server’s own elsewhere"),
-    Var("BACKLOG", parse_backlog, None, "pending-connection queue", LISTEN, shown="the server’s own (2048); `100` under Hypercorn"),
-    Var("FORWARDED_ALLOW_IPS", parse_text, None, "proxies trusted for `X-Forwarded-*` headers (Gunicorn, Uvicorn)", LISTEN, shown="the server’s own (`127.0.0.1`)"),
-    Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES),
-    Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers)", TIMES),
-    Var("KEEP_ALIVE", parse_seconds, "5", "idle keep-alive seconds (all servers)", TIMES),
-    Var("MAX_REQUESTS", parse_request_count, None, "recycle a worker after this many requests", TIMES),
-    Var("MAX_REQUESTS_JITTER", parse_request_count, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES),
-    Var("LOG_LEVEL", parse_log_level, "info", "`debug info warning error critical` (any case)", LOGS),
+    Var("INSECURE_BIND", parse_address_list, None, "Hypercorn’s plain listener beside the TLS one", LISTEN, shown="`HOST:PORT` when `USE_SSL` and `USE_TCP`", servers=("hypercorn",)),
+    Var("QUIC_BIND", parse_address_list, None, "Hypercorn HTTP/3 listener (needs TLS)", LISTEN, servers=("hypercorn",),
+        to={"hypercorn": To("quic_bind", "--quic-bind")}),
+    Var("CERTFILE", parse_path, None, "TLS certificate chain (all three servers); with `KEYFILE` it turns TLS on", LISTEN, is_path=True,
+        to=same("certfile", "--certfile", uvicorn_flag="--ssl-certfile")),
+    Var("KEYFILE", parse_path, None, "TLS private key", LISTEN, is_path=True,
+        to=same("keyfile", "--keyfile", uvicorn_flag="--ssl-keyfile")),
+    Var("CA_CERTS", parse_path, None, "CA bundle for client certificates", LISTEN, is_path=True,
+        to=same("ca_certs", "--ca-certs", uvicorn_flag="--ssl-ca-certs")),
+    Var("CIPHERS", parse_text, None, "TLS cipher string", LISTEN, shown="`ECDHE+AESGCM` under Hypercorn; the server’s own elsewhere",
+        to=same("ciphers", "--ciphers", uvicorn_flag="--ssl-ciphers")),
+    Var("BACKLOG", parse_backlog, None, "pending-connection queue", LISTEN, shown="the server’s own (2048); `100` under Hypercorn",
+        to=same("backlog", "--backlog", uvicorn_flag="--backlog", default=100)),
+    Var("FORWARDED_ALLOW_IPS", parse_text, None, "proxies trusted for `X-Forwarded-*` headers", LISTEN, shown="the server’s own (`127.0.0.1`)",
+        servers=("gunicorn", "uvicorn"),
+        to={"gunicorn": To("forwarded_allow_ips", "--forwarded-allow-ips"), "uvicorn": To(flag="--forwarded-allow-ips")}),
+    Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES,
+        to={"gunicorn": To("timeout", "--timeout")}, via={"uvicorn": "no effect", "hypercorn": "no effect"}),
+    Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers)", TIMES,
+        to=same("graceful_timeout", "--graceful-timeout", uvicorn_flag="--timeout-graceful-shutdown")),
+    Var("KEEP_ALIVE", parse_seconds, "5", "idle keep-alive seconds (all servers)", TIMES,
+        to={"gunicorn": To("keepalive", "--keep-alive"), "uvicorn": To(flag="--timeout-keep-alive"), "hypercorn": To("keep_alive_timeout", "--keep-alive")}),
+    Var("MAX_REQUESTS", parse_request_count, None, "recycle a worker after this many requests", TIMES,
+        to=same("max_requests", "--max-requests", uvicorn_flag="--limit-max-requests")),
+    Var("MAX_REQUESTS_JITTER", parse_request_count, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES,
+        to={"gunicorn": To("max_requests_jitter", "--max-requests-jitter"), "uvicorn": To(flag="--limit-max-requests-jitter"),
+            "hypercorn": To("max_requests_jitter", no_flag="Hypercorn's --max-requests-jitter flag sets the wrong value")}),
+    Var("LOG_LEVEL", parse_log_level, "info", "`debug info warning error critical` (any case)", LOGS,
+        to={"gunicorn": To("loglevel", "--log-level"), "hypercorn": To("loglevel", "--log-level")}, via={"uvicorn": "the logging configuration"}),
     Var("LOG_FORMAT", parse_log_format, "text", "`text` (time, level, logger, pid, message) or `json` (one object per line); applies to start.py, the server, its access log and the app’s own loggers", LOGS),
     Var("ACCESS_LOG", parse_path, "-", "`-` is stdout, else a file path; empty disables the access log at its source", LOGS, empty_is_value=True),
     Var("ERROR_LOG", parse_path, "-", "`-` is stderr, else a file path; empty disables (server and app records)", LOGS, empty_is_value=True),
@@ -352,127 +468,118 @@ VARIABLES = (
     Var("HEALTHCHECK_PATH", parse_http_path, "/", "path requested by `start.py --healthcheck` (the image’s HEALTHCHECK); healthy below status 500", PRESTART),
 )
 # fmt: on
-VARIABLES_BY_NAME = {var.name: var for var in VARIABLES}
 
 
 class Settings:
-    """The environment, parsed and checked. Attribute names are the variable names in lower case."""
+    """The environment, parsed. `values` holds every variable by name; the attributes are
+    the ones the launcher itself reads (one-to-one settings are read from `values`)."""
 
-    server: str
-    app_module: str | None
-    module_name: str | None
-    variable_name: str
-    with_reload: bool
-    reload_dirs: list[str] | None
-    web_concurrency: int | None
-    workers_per_core: float
-    max_workers: int | None
-    python_cpu_count: int | None
-    host: str
-    port: int
-    bind: list[str] | None
-    use_ssl: bool
-    use_tcp: bool | None
-    ssl_port: int
-    insecure_bind: list[str] | None
-    quic_bind: list[str] | None
-    certfile: str | None
-    keyfile: str | None
-    ca_certs: str | None
-    ciphers: str | None
-    backlog: int | None
-    forwarded_allow_ips: str | None
-    timeout: int
-    graceful_timeout: int
-    keep_alive: int
-    max_requests: int | None
-    max_requests_jitter: int | None
-    log_level: str
-    log_format: str
-    access_log: str
-    error_log: str
-    log_filters: list[str] | None
-    logging_conf: str | None
-    worker_class: str | None
-    gunicorn_conf: str | None
-    hypercorn_conf: str | None
-    gunicorn_cmd_args: str | None
-    pre_start_path: str | None
-    healthcheck_path: str
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self.__dict__.update(values)
+    def __init__(self, values: Mapping[str, Any], given: Iterable[str] = ()) -> None:
+        self.values = dict(values)
+        self.given = frozenset(given)  # names set in the environment (not defaults)
+        self.server: str = values["SERVER"]
+        self.app_module: str | None = values["APP_MODULE"]
+        self.module_name: str | None = values["MODULE_NAME"]
+        self.variable_name: str = values["VARIABLE_NAME"]
+        self.with_reload: bool = values["WITH_RELOAD"]
+        self.reload_dirs: list[str] | None = values["RELOAD_DIRS"]
+        self.web_concurrency: int | None = values["WEB_CONCURRENCY"]
+        self.workers_per_core: float = values["WORKERS_PER_CORE"]
+        self.max_workers: int | None = values["MAX_WORKERS"]
+        self.python_cpu_count: int | None = values["PYTHON_CPU_COUNT"]
+        self.worker_memory: int | None = values["WORKER_MEMORY"]
+        self.host: str = values["HOST"]
+        self.port: int = values["PORT"]
+        self.bind: list[str] | None = values["BIND"]
+        self.use_ssl: bool = values["USE_SSL"]
+        self.use_tcp: bool | None = values["USE_TCP"]
+        self.ssl_port: int = values["SSL_PORT"]
+        self.insecure_bind: list[str] | None = values["INSECURE_BIND"]
+        self.quic_bind: list[str] | None = values["QUIC_BIND"]
+        self.certfile: str | None = values["CERTFILE"]
+        self.keyfile: str | None = values["KEYFILE"]
+        self.ca_certs: str | None = values["CA_CERTS"]
+        self.backlog: int | None = values["BACKLOG"]
+        self.max_requests: int | None = values["MAX_REQUESTS"]
+        self.max_requests_jitter: int | None = values["MAX_REQUESTS_JITTER"]
+        self.log_level: str = values["LOG_LEVEL"]
+        self.log_format: str = values["LOG_FORMAT"]
+        self.access_log: str = values["ACCESS_LOG"]
+        self.error_log: str = values["ERROR_LOG"]
+        self.log_filters: list[str] | None = values["LOG_FILTERS"]
+        self.logging_conf: str | None = values["LOGGING_CONF"]
+        self.worker_class: str | None = values["WORKER_CLASS"]
+        self.gunicorn_conf: str | None = values["GUNICORN_CONF"]
+        self.hypercorn_conf: str | None = values["HYPERCORN_CONF"]
+        self.gunicorn_cmd_args: str | None = values["GUNICORN_CMD_ARGS"]
+        self.pre_start_path: str | None = values["PRE_START_PATH"]
+        self.healthcheck_path: str = values["HEALTHCHECK_PATH"]
 
     @property
     def tls(self) -> bool:
         return bool(self.certfile and self.keyfile)
 
 
-def read_variable(var: Var, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+def read_variable(var: Var, environ: Mapping[str, str], problems: list[str]) -> tuple[str | None, str]:
     """The raw value and the name it was found under; aliases must agree with the main name."""
     found = [(name, environ[name]) for name in (var.name, *var.aliases) if name in environ]
     if not var.empty_is_value:
         found = [(name, raw) for name, raw in found if raw.strip()]
     if not found:
-        return None, None
+        return None, var.name
     name, raw = found[0]
     for other_name, other_raw in found[1:]:
         if other_raw.strip() != raw.strip():
-            raise ValueError(f"{name}={raw!r} and {other_name}={other_raw!r} disagree; set one of them")
+            problems.append(f"{name}={raw!r} and {other_name}={other_raw!r} disagree; set one of them")
+            return None, var.name
     return raw, name
 
 
-def parse_settings(environ: Mapping[str, str]) -> Settings:
-    """Every variable of the table, parsed; all problems are reported together."""
+def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None) -> Settings:
+    """Every variable of the table, parsed, then checked in combination.
+
+    Problems join `problems`; a variable with a bad value takes its default, so
+    that the later stages still run and report what they find. Without a list
+    to collect into, any problem raises ConfigError.
+    """
+    collected: list[str] = [] if problems is None else problems
+    first = len(collected)
     values: dict[str, Any] = {}
-    problems = []
+    given = []
     for var in VARIABLES:
-        try:
-            raw, name = read_variable(var, environ)
-        except ValueError as error:
-            problems.append(str(error))
-            continue
-        if raw is None:
-            raw, name = var.default, var.name
-        if raw is None:
-            values[var.attribute] = None
-            continue
-        try:
-            values[var.attribute] = var.parse(raw)
-        except ValueError as error:
-            problems.append(f"{name}={raw!r} is not valid; expected {error}")
-    if problems:
-        raise ConfigError(problems)
-    settings = Settings(values)
-    problems = check_combinations(settings)
-    if problems:
-        raise ConfigError(problems)
+        raw, name = read_variable(var, environ, collected)
+        if raw is not None:
+            try:
+                values[var.name] = var.parse(raw)
+                given.append(var.name)
+                continue
+            except ValueError as error:
+                collected.append(f"{name}={raw!r} is not valid; expected {error}")
+        values[var.name] = None if var.default is None else var.parse(var.default)
+    settings = Settings(values, given)
+    check_combinations(settings, collected)
+    if problems is None and len(collected) > first:
+        raise ConfigError(collected[first:])
     return settings
 
 
-def check_combinations(settings: Settings) -> list[str]:
-    """Problems that only show when two settings meet."""
-    problems = []
-    hypercorn = settings.server == "hypercorn"
+def check_combinations(settings: Settings, problems: list[str]) -> None:
+    """Problems that only show when two settings meet, or a setting meets a server."""
+    server = effective_server(settings)
+    for var in VARIABLES:
+        if var.name in settings.given and server not in var.servers:
+            where = " and ".join(f"SERVER={name}" for name in var.servers)
+            if len(var.servers) == 1:
+                problems.append(f"{var.name} works only with {where}, not {server}")
+            else:
+                problems.append(f"{var.name} is not supported by SERVER={server} (it works with {where})")
     if settings.use_ssl and not settings.tls:
         problems.append("USE_SSL=true needs both CERTFILE and KEYFILE (a certificate chain and its private key)")
     if bool(settings.certfile) != bool(settings.keyfile):
         missing = "KEYFILE" if settings.certfile else "CERTFILE"
         problems.append(f"{missing} is missing: CERTFILE and KEYFILE go together")
-    if not hypercorn:
-        if settings.use_ssl and settings.use_tcp:
-            problems.append(
-                f"USE_TCP=true (plain HTTP beside TLS) works only with SERVER=hypercorn, not {settings.server}"
-            )
-        for name in ("INSECURE_BIND", "QUIC_BIND"):
-            if getattr(settings, name.lower()):
-                problems.append(f"{name} works only with SERVER=hypercorn, not {settings.server}")
-    else:
-        if settings.forwarded_allow_ips:
-            problems.append(
-                "FORWARDED_ALLOW_IPS is not supported by SERVER=hypercorn (use its ProxyFixMiddleware in the app)"
-            )
-        shared = [address for address in insecure_binds(settings) if address in default_binds(settings)]
+    if server == "hypercorn":
+        shared = [address for address in insecure_binds(settings) if address in binds(settings)]
         if settings.use_ssl and shared:
             problems.append(
                 f"TLS and plain HTTP (USE_TCP) cannot share {', '.join(shared)}: set SSL_PORT and PORT apart"
@@ -483,11 +590,38 @@ def check_combinations(settings: Settings) -> list[str]:
             problems.append(
                 f"WORKER_CLASS={settings.worker_class!r} is not valid for SERVER=hypercorn; expected one of {' '.join(HYPERCORN_WORKER_CLASSES)}"
             )
-    if settings.server == "uvicorn" and settings.bind and len(settings.bind) > 1:
+    elif settings.use_ssl and settings.use_tcp:
+        problems.append(f"USE_TCP=true (plain HTTP beside TLS) works only with SERVER=hypercorn, not {server}")
+    if server == "uvicorn" and settings.bind and len(settings.bind) > 1:
         problems.append(f"BIND={','.join(settings.bind)!r}: SERVER=uvicorn binds one address only")
     if settings.max_requests_jitter and not settings.max_requests:
         problems.append("MAX_REQUESTS_JITTER needs MAX_REQUESTS")
-    return problems
+
+
+def effective_server(settings: Settings) -> str:
+    """The server that will run: Gunicorn has no reloader for ASGI workers, so WITH_RELOAD runs Uvicorn's."""
+    return "uvicorn" if settings.with_reload and settings.server == "gunicorn" else settings.server
+
+
+def binds(settings: Settings) -> list[str]:
+    """The addresses the server listens on: BIND, else HOST with PORT (SSL_PORT under USE_SSL)."""
+    if settings.bind:
+        return settings.bind
+    port = settings.ssl_port if settings.use_ssl else settings.port
+    return [join_host_port(settings.host, port)]
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def insecure_binds(settings: Settings) -> list[str]:
+    """Hypercorn's plain-HTTP listeners beside TLS ones."""
+    if settings.insecure_bind:
+        return settings.insecure_bind
+    if settings.use_ssl and settings.use_tcp is not False:
+        return [join_host_port(settings.host, settings.port)]
+    return []
 
 
 # --------------------------------------------------------------------------
@@ -586,13 +720,31 @@ def read_cpu_limit(directory: str, version: int) -> float | None:
     return quota / period
 
 
-def lowest_cpu_limit_up(directory: str, mount_point: str, version: int) -> float | None:
+# cgroup v1 writes "no limit" as the largest page-aligned 64-bit number; anything this large is none.
+UNLIMITED_MEMORY = 1 << 60
+
+
+def read_memory_limit(directory: str, version: int) -> float | None:
+    """The memory limit set in one cgroup directory, in bytes; None when unlimited or unreadable."""
+    text = _read(os.path.join(directory, "memory.max" if version == 2 else "memory.limit_in_bytes"))
+    if text is None or text.strip() == "max":
+        return None
+    try:
+        limit = int(text.strip())
+    except ValueError:
+        return None
+    return float(limit) if 0 < limit < UNLIMITED_MEMORY else None
+
+
+def lowest_limit_up(
+    directory: str, mount_point: str, version: int, read_limit: Callable[[str, int], float | None]
+) -> float | None:
     """The lowest limit from `directory` up to and including the mount point."""
     limits = []
     mount_point = os.path.normpath(mount_point)
     current = os.path.normpath(directory)
     while True:
-        limit = read_cpu_limit(current, version)
+        limit = read_limit(current, version)
         if limit is not None:
             limits.append(limit)
         if current == mount_point or not current.startswith(mount_point + os.sep):
@@ -601,8 +753,8 @@ def lowest_cpu_limit_up(directory: str, mount_point: str, version: int) -> float
     return min(limits) if limits else None
 
 
-def cgroup_cpu_limit(root: str = "/") -> float | None:
-    """This process's CPU quota in CPUs (cgroup v1 or v2), lowest up the hierarchy; None if none."""
+def cgroup_limit(root: str, controller: str, read_limit: Callable[[str, int], float | None]) -> float | None:
+    """This process's limit of one controller (cgroup v1 or v2), lowest up the hierarchy; None if none."""
     cgroup_text = _read(_under(root, "/proc/self/cgroup"))
     mountinfo_text = _read(_under(root, "/proc/self/mountinfo"))
     if not cgroup_text or not mountinfo_text:
@@ -613,17 +765,28 @@ def cgroup_cpu_limit(root: str = "/") -> float | None:
         if hierarchy == "0" and not controllers:
             version = 2
             candidates = [m for m in mounts if m[2] == "cgroup2"]
-        elif "cpu" in controllers:
+        elif controller in controllers:
             version = 1
-            candidates = [m for m in mounts if m[2] == "cgroup" and "cpu" in m[3]]
+            candidates = [m for m in mounts if m[2] == "cgroup" and controller in m[3]]
         else:
             continue
         for mount_root, mount_point, _, _ in candidates[:1]:
             directory = cgroup_directory(root, mount_root, mount_point, path)
-            limit = lowest_cpu_limit_up(directory, _under(root, mount_point), version)
+            limit = lowest_limit_up(directory, _under(root, mount_point), version, read_limit)
             if limit is not None:
                 limits.append(limit)
     return min(limits) if limits else None
+
+
+def cgroup_cpu_limit(root: str = "/") -> float | None:
+    """This process's CPU quota in CPUs, lowest up the hierarchy; None if none."""
+    return cgroup_limit(root, "cpu", read_cpu_limit)
+
+
+def cgroup_memory_limit(root: str = "/") -> int | None:
+    """This process's memory limit in bytes (v2 memory.max, v1 memory.limit_in_bytes), lowest up the hierarchy."""
+    limit = cgroup_limit(root, "memory", read_memory_limit)
+    return None if limit is None else int(limit)
 
 
 class CpuCount:
@@ -649,7 +812,7 @@ def effective_cpu_count(settings: Settings, root: str = "/", affinity: int | Non
     return CpuCount(max(1, available), "CPU affinity")
 
 
-def compute_workers(settings: Settings, cpus: CpuCount) -> tuple[int, str]:
+def compute_workers(settings: Settings, cpus: CpuCount, memory_limit: int | None = None) -> tuple[int, str]:
     """The worker count and a sentence saying how it was reached."""
     if settings.with_reload:
         return 1, "1 worker (WITH_RELOAD runs one process)"
@@ -668,7 +831,34 @@ def compute_workers(settings: Settings, cpus: CpuCount) -> tuple[int, str]:
     if settings.max_workers and count > settings.max_workers:
         count = settings.max_workers
         reason += f", capped by MAX_WORKERS {settings.max_workers}"
+    budget = memory_budget(settings, memory_limit)
+    if budget is not None and budget < count:
+        return (
+            budget,
+            f"{budget} worker{'s' if budget > 1 else ''} = {memory_words(settings, memory_limit)} (CPU rule: {count})",
+        )
     return count, f"{count} worker{'s' if count > 1 else ''} = {reason}"
+
+
+def memory_budget(settings: Settings, memory_limit: int | None) -> int | None:
+    """How many workers of WORKER_MEMORY fit in the memory limit (at least 1); None when either is unknown."""
+    if not settings.worker_memory or not memory_limit:
+        return None
+    return max(1, memory_limit // settings.worker_memory)
+
+
+def memory_words(settings: Settings, memory_limit: int | None) -> str:
+    return f"{format_bytes(memory_limit or 0)} limit ÷ WORKER_MEMORY {format_bytes(settings.worker_memory or 0)}"
+
+
+def worker_warnings(settings: Settings, workers: int, memory_limit: int | None) -> list[str]:
+    """What the user asked for that the machine may not hold: said once, before the server starts."""
+    budget = memory_budget(settings, memory_limit)
+    if settings.web_concurrency and not settings.with_reload and budget is not None and workers > budget:
+        return [
+            f"WEB_CONCURRENCY={workers} exceeds the memory budget ({memory_words(settings, memory_limit)} = {budget}); starting {workers} as asked"
+        ]
+    return []
 
 
 def module_search_path(app_dir: str) -> list[str]:
@@ -741,6 +931,25 @@ def is_installed(module: str) -> bool:
     return path_finder().find_spec(module, [entry for entry in sys.path if entry]) is not None
 
 
+def digest(text: str) -> str:
+    """A 128-bit digest that is the same in every process: two SipHash-1-3 keys.
+
+    It is the hash CPython itself uses for hash-based .pyc files (`_imp`, always
+    loaded), so it costs no import; hash() is salted per process and hashlib
+    would cost milliseconds of start-up.
+    """
+    import _imp
+
+    data = text.encode("utf-8", "surrogatepass")
+    return _imp.source_hash(0x61736769, data).hex() + _imp.source_hash(0x73746172, data).hex()
+
+
+def runtime_dir_for(start_path: str) -> str:
+    """start.py's private directory for this user and this copy of start.py, in TMPDIR."""
+    name = f"asgi-start-{os.getuid()}-{digest(os.path.abspath(start_path))[:16]}"
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", name)
+
+
 class Facts:
     """What planning needs to know about the machine, gathered in one place."""
 
@@ -755,7 +964,7 @@ class Facts:
         version: Callable[[str], tuple[int, ...]] = installed_version,
         runtime_dir: str = "",
         user_logging: dict[str, Any] | None = None,
-        problems: Sequence[str] = (),
+        memory_limit: int | None = None,
     ) -> None:
         self.app_dir = app_dir
         self.start_dir = start_dir
@@ -764,10 +973,10 @@ class Facts:
         self.version = version  # only asked where a flag depends on it
         self.search_path = list(search_path)
         self.dev_shm = dev_shm
-        # where the servers find this file as `asgi_start`, and the written logging config
+        # where the servers find the module `asgi_start` and this start's generated files
         self.runtime_dir = runtime_dir or runtime_dir_for(os.path.join(start_dir, "start.py"))
         self.user_logging = user_logging
-        self.problems = list(problems)  # found while probing; reported with the plan's own
+        self.memory_limit = memory_limit  # bytes, from the cgroup; None when unlimited or unknown
 
     def path(self, relative: str) -> str:
         return os.path.normpath(os.path.join(self.app_dir, relative))
@@ -775,10 +984,21 @@ class Facts:
     def is_file(self, relative: str) -> bool:
         return os.path.isfile(self.path(relative))
 
+    def generated(self, kind: str, content: str) -> str:
+        """Where a generated file goes: named by its content, so that servers started
+        with other settings (or workers spawned later) never read each other's."""
+        return os.path.join(self.runtime_dir, f"{kind}-{digest(content)[:32]}.json")
 
-def probe_facts(settings: Settings, app_dir: str | None = None, root: str = "/") -> Facts:
+
+def launcher_path() -> str:
+    """This file's source path (also when run from its compiled bytecode)."""
+    path = os.path.abspath(__file__)
+    return path[:-1] if path.endswith(".pyc") else path
+
+
+def probe_facts(settings: Settings, problems: list[str], app_dir: str | None = None, root: str = "/") -> Facts:
     app_dir = os.path.abspath(app_dir or os.getcwd())
-    start_path = os.path.abspath(__file__)
+    start_path = launcher_path()
     facts = Facts(
         app_dir=app_dir,
         start_dir=os.path.dirname(start_path),
@@ -787,25 +1007,18 @@ def probe_facts(settings: Settings, app_dir: str | None = None, root: str = "/")
         search_path=module_search_path(app_dir),
         dev_shm=os.path.isdir(_under(root, "/dev/shm")) and os.access(_under(root, "/dev/shm"), os.W_OK),
         runtime_dir=runtime_dir_for(start_path),
+        memory_limit=cgroup_memory_limit(root) if settings.worker_memory else None,
     )
-    try:
-        facts.user_logging = load_logging_conf(settings, facts)
-    except ConfigError as error:
-        facts.problems += error.problems
+    facts.user_logging = load_logging_conf(settings, facts, problems)
     return facts
 
 
 # --------------------------------------------------------------------------
-# Logging: one dictConfig for every server, its access log and the app.
-# The servers import the JSON formatter and the path filter from this very
-# file, reachable as the module `asgi_start` through a private runtime
-# directory that start.py puts on PYTHONPATH (see prepare_runtime).
+# Logging: one dictConfig for every server, its access log and the app. The
+# formatters and the filter it names run inside the servers (last section).
 # --------------------------------------------------------------------------
 
 RUNTIME_MODULE = "asgi_start"
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
-TEXT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
-ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access")
 # The access message Uvicorn writes, `127.0.0.1:5000 - "GET /?q=1 HTTP/1.1" 200`, in the
 # other servers' format languages, so that the access lines read alike whichever runs.
 GUNICORN_ACCESS_FORMAT = '%(h)s - "%(r)s" %(s)s'
@@ -870,20 +1083,6 @@ def json_string(text: str) -> str:
     return "".join(parts)
 
 
-def stable_hash(text: str) -> str:
-    """A short digest that is the same in every process (hash() is salted; hashlib costs an import)."""
-    digest = 0
-    for char in text:
-        digest = (digest * 31 + ord(char)) % (1 << 64)
-    return f"{digest:016x}"
-
-
-def runtime_dir_for(start_path: str) -> str:
-    """start.py's private directory for this user and this copy of start.py, in TMPDIR."""
-    name = f"asgi-start-{os.getuid()}-{stable_hash(os.path.abspath(start_path))[:12]}"
-    return os.path.join(os.environ.get("TMPDIR") or "/tmp", name)
-
-
 def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
     """The built-in logging configuration: LOG_FORMAT, ACCESS_LOG, ERROR_LOG, LOG_LEVEL, LOG_FILTERS."""
     if settings.log_format == "json":
@@ -929,11 +1128,19 @@ def log_handler(target: str | None, stream: str) -> dict[str, Any]:
     return {"class": "logging.FileHandler", "formatter": "asgi_start", "filename": target}
 
 
-def load_logging_conf(settings: Settings, facts: Facts) -> dict[str, Any] | None:
+def log_target(value: str, facts: Facts) -> str | None:
+    """'-' stays '-', a path becomes absolute, empty means disabled (None)."""
+    if not value:
+        return None
+    return value if value == "-" else facts.path(value)
+
+
+def load_logging_conf(settings: Settings, facts: Facts, problems: list[str]) -> dict[str, Any] | None:
     """The user's LOGGING_CONF as a dict, checked: JSON file, Python file or module defining LOGGING_CONFIG.
 
-    A Python config runs here once, like a server runs its config file, so a
-    broken one stops the start with exit status 2 instead of failing in a worker.
+    A Python config runs here, once per start, like a server runs its config
+    file, so that a broken one stops the start with exit status 2 instead of
+    failing in a worker. The servers get the resulting dictionary, not the file.
     """
     given = settings.logging_conf
     if not given:
@@ -943,7 +1150,8 @@ def load_logging_conf(settings: Settings, facts: Facts) -> dict[str, Any] | None
     if not os.path.isfile(path):
         spec_path = module_origin(given, facts.search_path) if _is_dotted_name(given) else None
         if spec_path is None:
-            raise ConfigError([f"{name}: no such file {path}, and no module of that name"])
+            problems.append(f"{name}: no such file {path}, and no module of that name")
+            return None
         path = spec_path
     try:
         if path.endswith(".json"):
@@ -956,21 +1164,23 @@ def load_logging_conf(settings: Settings, facts: Facts) -> dict[str, Any] | None
 
             namespace = runpy.run_path(path, run_name="asgi_start_logging_conf")
             if "LOGGING_CONFIG" not in namespace:
-                raise ConfigError([f"{name}: {path} does not define LOGGING_CONFIG"])
+                problems.append(f"{name}: {path} does not define LOGGING_CONFIG")
+                return None
             config = namespace["LOGGING_CONFIG"]
-    except ConfigError:
-        raise
     except Exception as error:  # a user's file can fail in any way; the start must not
         detail = str(error).splitlines()[0] if str(error) else ""
-        raise ConfigError([f"{name}: cannot load {path}: {type(error).__name__}: {detail}"]) from None
+        problems.append(f"{name}: cannot load {path}: {type(error).__name__}: {detail}")
+        return None
     if not isinstance(config, dict) or config.get("version") != 1:
-        raise ConfigError([f"{name}: expected a logging.config.dictConfig dictionary with version 1"])
+        problems.append(f"{name}: expected a logging.config.dictConfig dictionary with version 1")
+        return None
     try:
         to_json(config)
     except TypeError:
-        raise ConfigError(
-            [f'{name}: every value must be plain data (name classes by import string, e.g. "()": "pkg.mod.Formatter")']
-        ) from None
+        problems.append(
+            f'{name}: every value must be plain data (name classes by import string, e.g. "()": "pkg.mod.Formatter")'
+        )
+        return None
     return config
 
 
@@ -990,18 +1200,969 @@ def effective_logging(settings: Settings, facts: Facts) -> dict[str, Any]:
 
 
 def logging_file(settings: Settings, facts: Facts) -> tuple[str, str]:
-    """The effective logging configuration as JSON, and the file it goes to for servers that take one.
-
-    The name is the content's digest: servers started with other settings (or
-    Uvicorn workers spawned later) never read each other's configuration.
-    """
+    """The effective logging configuration as JSON, and the file it goes to for servers that take one."""
     content = to_json(effective_logging(settings, facts), indent=1, sort_keys=True)
-    return os.path.join(facts.runtime_dir, f"logging-{stable_hash(content)}.json"), content
+    return facts.generated("logging", content), content
 
 
-# The two factories below are what the servers' dictConfig calls ("()") in
-# every process. They build their classes on first use so that start.py itself
-# never imports logging.
+def launcher_line(log_format: str, level: str, message: str) -> str:
+    """One line of start.py's own output, in LOG_FORMAT, as a server's would look."""
+    import time
+
+    now = time.time()
+    if log_format == "json":
+        return to_json({"time": iso_utc(now), "level": level, "logger": PROG, "pid": os.getpid(), "message": message})
+    stamp = time.strftime(TEXT_DATE_FORMAT, time.localtime(now))
+    return f"{stamp} {level.upper()} {PROG} [{os.getpid()}] {message}"
+
+
+# --------------------------------------------------------------------------
+# Planning: settings + facts -> what to run. Pure: it reads files' presence
+# through Facts and returns data; it runs nothing. Problems join one list.
+# --------------------------------------------------------------------------
+
+
+def find_app_module(settings: Settings, facts: Facts, problems: list[str]) -> str:
+    where = f"{facts.app_dir} or on the Python path"
+    if settings.app_module:
+        module = settings.app_module.partition(":")[0]
+        if not module_exists(module, facts.search_path):
+            problems.append(f"APP_MODULE={settings.app_module!r}: module {module!r} not found in {where}")
+        return settings.app_module
+    if settings.module_name:
+        if not module_exists(settings.module_name, facts.search_path):
+            problems.append(f"MODULE_NAME={settings.module_name!r}: module not found in {where}")
+        return f"{settings.module_name}:{settings.variable_name}"
+    for relative, module in (("app/main.py", "app.main"), ("main.py", "main")):
+        if facts.is_file(relative):
+            return f"{module}:{settings.variable_name}"
+    problems.append(
+        f"no app found: looked for {facts.path('app/main.py')} and {facts.path('main.py')}; set APP_MODULE (e.g. APP_MODULE=mypackage.web:app)"
+    )
+    return f"main:{settings.variable_name}"
+
+
+def find_config_file(
+    variable: str, given: str | None, default_name: str, facts: Facts, problems: list[str]
+) -> str | None:
+    """A config file named by `variable`, else one in the app directory, else the default beside start.py."""
+    if given:
+        prefix, colon, rest = given.partition(":")
+        if colon and prefix == "python":
+            if not _is_dotted_name(rest) or not module_exists(rest, facts.search_path):
+                problems.append(f"{variable}={given!r}: module {rest!r} not found")
+            return given
+        path = rest if colon and prefix == "file" else given
+        if not facts.is_file(path):
+            problems.append(f"{variable}={given!r}: no such file {facts.path(path)}")
+        return ("file:" if colon and prefix == "file" else "") + facts.path(path)
+    for candidate in (default_name, os.path.join("app", default_name)):
+        if facts.is_file(candidate):
+            return facts.path(candidate)
+    beside_start = os.path.join(facts.start_dir, default_name)
+    return beside_start if os.path.isfile(beside_start) else None
+
+
+def find_prestart(settings: Settings, facts: Facts, problems: list[str]) -> list[str] | None:
+    """The command that runs the pre-start script, or None."""
+    if settings.pre_start_path:
+        path = facts.path(settings.pre_start_path)
+        if not os.path.isfile(path):
+            problems.append(f"PRE_START_PATH={settings.pre_start_path!r}: no such file {path}")
+            return None
+    else:
+        found = [facts.path(name) for name in ("prestart.py", "prestart.sh") if facts.is_file(name)]
+        if not found:
+            return None
+        path = found[0]
+    if path.endswith(".py"):
+        return [sys.executable, path]
+    if path.endswith(".sh"):
+        return ["sh", path]
+    if not os.access(path, os.X_OK):
+        problems.append(
+            f"PRE_START_PATH={settings.pre_start_path or path!r}: {path} is neither .py, .sh nor executable"
+        )
+        return None
+    return [path]
+
+
+def check_paths(settings: Settings, facts: Facts, problems: list[str]) -> None:
+    for var in VARIABLES:
+        value = settings.values[var.name]
+        if var.is_path and value and not facts.is_file(value):
+            problems.append(f"{var.name}={value!r}: no such file {facts.path(value)}")
+    for name in ("ACCESS_LOG", "ERROR_LOG"):
+        value = settings.values[name]
+        if value and value != "-":
+            directory = os.path.dirname(facts.path(value))
+            if not os.path.isdir(directory):
+                problems.append(f"{name}={value!r}: directory {directory} does not exist")
+    for directory in settings.reload_dirs or ():
+        if not os.path.isdir(facts.path(directory)):
+            problems.append(f"RELOAD_DIRS: {facts.path(directory)} is not a directory")
+
+
+def require_installed(module: str, facts: Facts, why: str, problems: list[str]) -> bool:
+    if facts.installed(module):
+        return True
+    problems.append(
+        f"{why} needs {module}, which is not installed for {sys.executable}: pip install {PACKAGE_OF_MODULE.get(module, module)}"
+    )
+    return False
+
+
+def table_options(server: str, settings: Settings, facts: Facts) -> list[Option]:
+    """The one-to-one settings of the table, as this server's options, in the table's order."""
+    options = []
+    for var in VARIABLES:
+        to = var.to.get(server)
+        if to is None:
+            continue
+        value = settings.values[var.name]
+        if value is None or value is False:
+            value = to.default
+        elif var.is_path:
+            value = facts.path(value)
+        if value is not None and value is not False:
+            options.append((to.key, to.flag, value))
+    return options
+
+
+def as_config(options: Iterable[Option]) -> dict[str, Any]:
+    return {key: value for key, _, value in options if key}
+
+
+def as_flags(options: Iterable[Option], problems: list[str], server: str) -> list[str]:
+    """Options as command-line flags; one that has no flag is a problem (it needs the config file)."""
+    argv: list[str] = []
+    for key, flag, value in options:
+        if value is None or value is False:
+            continue
+        if flag is None:
+            problems.append(config_only_problem(server, key))
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def config_only_problem(server: str, key: str | None) -> str:
+    for var in VARIABLES:
+        to = var.to.get(server)
+        if to is not None and to.key == key:
+            return (
+                f"{var.name} needs a {server.capitalize()} config file ({server}_conf.py beside start.py): {to.no_flag}"
+            )
+    return f"{server}: setting {key} needs a config file"
+
+
+def resolve_gunicorn_worker_class(settings: Settings, facts: Facts, problems: list[str]) -> str:
+    if settings.worker_class:
+        name = settings.worker_class.strip()
+        if name in GUNICORN_WORKER_ALIASES:
+            return name
+        if not _is_dotted_name(name) or "." not in name:
+            problems.append(
+                f"WORKER_CLASS={name!r} is not valid; expected a class path such as uvicorn_worker.UvicornWorker, or one of {' '.join(GUNICORN_WORKER_ALIASES)}"
+            )
+            return name
+        top = name.partition(".")[0]
+        if not facts.installed(top):
+            problems.append(
+                f"WORKER_CLASS={name!r}: module {top!r} is not installed (pip install {PACKAGE_OF_MODULE.get(top, top)})"
+            )
+        return name
+    if facts.installed("uvicorn_worker"):
+        return "uvicorn_worker.UvicornWorker"
+    if facts.installed("uvicorn"):
+        return "uvicorn.workers.UvicornWorker"
+    problems.append("SERVER=gunicorn needs Uvicorn workers: pip install uvicorn-worker")
+    return "uvicorn_worker.UvicornWorker"
+
+
+def gunicorn_options(settings: Settings, facts: Facts, workers: int, worker_class: str) -> list[Option]:
+    """Everything Gunicorn is told, as options: what the planner computes, then the table's."""
+    options: list[Option] = [
+        ("bind", "--bind", binds(settings)),
+        ("workers", "--workers", workers),
+        ("worker_class", "--worker-class", worker_class),
+        # Where records go and how they look is the logging configuration's business;
+        # accesslog only switches the access log on or off at its source.
+        ("accesslog", "--access-logfile", "-" if settings.access_log else None),
+        ("access_log_format", "--access-logformat", GUNICORN_ACCESS_FORMAT),
+        ("errorlog", "--error-logfile", "-"),
+        # Gunicorn >= 25.1 opens a control socket under $HOME or $XDG_RUNTIME_DIR by
+        # default; two instances share the path and read-only or home-less containers
+        # warn. The launcher does not use it, so it is off unless asked for.
+        ("control_socket_disable", "--no-control-socket", True),
+    ]
+    if facts.dev_shm:
+        # The heartbeat file on an overlay filesystem can block workers (Gunicorn's FAQ).
+        options.append(("worker_tmp_dir", "--worker-tmp-dir", "/dev/shm"))
+    return options + table_options("gunicorn", settings, facts)
+
+
+def hypercorn_options(settings: Settings, facts: Facts, workers: int) -> list[Option]:
+    options: list[Option] = [
+        ("bind", "--bind", binds(settings)),
+        ("insecure_bind", "--insecure-bind", insecure_binds(settings) or None),
+        ("workers", "--workers", workers),
+        ("worker_class", "--worker-class", settings.worker_class or "asyncio"),
+        ("accesslog", "--access-logfile", "-" if settings.access_log else None),
+        ("access_log_format", "--access-logformat", HYPERCORN_ACCESS_FORMAT),
+        ("errorlog", "--error-logfile", "-" if settings.error_log else None),
+        ("use_reloader", "--reload", settings.with_reload),
+    ]
+    return options + table_options("hypercorn", settings, facts)
+
+
+def quote_for_gunicorn(argument: str) -> str:
+    # Gunicorn splits GUNICORN_CMD_ARGS with shlex.split (never a shell); quote for that.
+    if argument and all(char.isalnum() or char in "-_./:=,[]@%+" for char in argument):
+        return argument
+    return "'" + argument.replace("'", "'\"'\"'") + "'"
+
+
+class Plan:
+    """Everything start.py will do, as data. `--dry-run` prints it."""
+
+    def __init__(
+        self,
+        server: str,
+        requested_server: str,
+        argv: list[str],
+        app_module: str,
+        workers: int,
+        workers_reason: str,
+        cpus: CpuCount,
+        bind: list[str],
+        log_level: str,
+        log_format: str,
+        runtime_dir: str,
+        env: dict[str, str] | None = None,
+        config_file: str | None = None,
+        prestart: list[str] | None = None,
+        reload: bool = False,
+        worker_class: str | None = None,
+        prebind: str | None = None,
+        backlog: int | None = None,
+        files: dict[str, str] | None = None,
+        memory_limit: int | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.server = server
+        self.requested_server = requested_server
+        self.argv = argv
+        self.env = env or {}
+        self.app_module = app_module
+        self.workers = workers
+        self.workers_reason = workers_reason
+        self.cpus = cpus
+        self.bind = bind
+        self.config_file = config_file
+        self.prestart = prestart
+        self.reload = reload
+        self.log_level = log_level
+        self.log_format = log_format
+        self.runtime_dir = runtime_dir
+        self.worker_class = worker_class
+        self.prebind = prebind
+        self.backlog = backlog or 2048
+        self.files = files or {}  # path -> content, written by start.py before exec
+        self.memory_limit = memory_limit
+        self.warnings = warnings or []  # said before the server starts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "requested_server": self.requested_server,
+            "argv": self.argv,
+            "env": self.env,
+            "app_module": self.app_module,
+            "workers": self.workers,
+            "workers_reason": self.workers_reason,
+            "cpus": self.cpus.count,
+            "cpus_source": self.cpus.source,
+            "memory_limit": self.memory_limit,
+            "bind": self.bind,
+            "config_file": self.config_file,
+            "prestart": self.prestart[-1] if self.prestart else None,
+            "prestart_command": self.prestart,
+            "reload": self.reload,
+            "log_level": self.log_level,
+            "log_format": self.log_format,
+            "worker_class": self.worker_class,
+            "prebound_socket": self.prebind,
+            "runtime_dir": self.runtime_dir,
+            "files": sorted(self.files),
+            "warnings": self.warnings,
+        }
+
+    def summary(self) -> str:
+        parts = [self.server]
+        if self.worker_class:
+            parts[0] += f" ({self.worker_class})"
+        if self.server != self.requested_server:
+            parts[0] += f" instead of {self.requested_server} (WITH_RELOAD)"
+        parts.append(f"app {self.app_module}")
+        parts.append(self.workers_reason)
+        parts.append("bind " + ", ".join(self.bind))
+        parts.append(f"config {self.config_file or 'none (settings on the command line)'}")
+        return " | ".join(parts)
+
+
+class App:
+    """What every server's planner is given: the app, the worker count, the logging file, extra arguments."""
+
+    def __init__(self, module: str, workers: int, log_file: str, extra: Sequence[str] = ()) -> None:
+        self.module = module
+        self.workers = workers
+        self.log_file = log_file
+        self.extra = list(extra)
+
+
+class Launch:
+    """What one server's planner decides: the argv, and what start.py must prepare for it."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.env: dict[str, str] = {}
+        self.files: dict[str, str] = {}
+        self.config_file: str | None = None
+        self.worker_class: str | None = None
+        self.prebind: str | None = None
+
+
+def hand_over_options(facts: Facts, config: dict[str, Any], settings: Settings, launch: Launch) -> None:
+    """Give the config file the finished options, so that it translates them instead of planning again."""
+    config["logconfig_dict"] = effective_logging(settings, facts)
+    content = to_json(config, indent=1, sort_keys=True)
+    path = facts.generated("options", content)
+    launch.files[path] = content
+    launch.env[OPTIONS_VARIABLE] = path
+
+
+def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
+    require_installed("gunicorn", facts, "SERVER=gunicorn", problems)
+    worker_class = resolve_gunicorn_worker_class(settings, facts, problems)
+    config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts, problems)
+    launch = Launch([sys.executable, "-m", "gunicorn"])
+    launch.config_file, launch.worker_class = config_file, worker_class
+    options = gunicorn_options(settings, facts, app.workers, worker_class)
+    if config_file:
+        # A user's own config (or GUNICORN_CMD_ARGS) can still override any setting.
+        launch.argv += ["--config", config_file]
+        hand_over_options(facts, as_config(options), settings, launch)
+    else:
+        # No config file: hand the settings over in GUNICORN_CMD_ARGS, ahead of the
+        # user's own, so Gunicorn's precedence (their flags win) still holds.
+        if facts.version("gunicorn") < (25, 1):
+            # a config file may name settings an older Gunicorn lacks; its command line may not
+            options = [option for option in options if option[0] != "control_socket_disable"]
+        options.append(("logconfig_json", "--log-config-json", app.log_file))
+        ours = " ".join(quote_for_gunicorn(flag) for flag in as_flags(options, problems, "gunicorn"))
+        launch.env["GUNICORN_CMD_ARGS"] = f"{ours} {settings.gunicorn_cmd_args}" if settings.gunicorn_cmd_args else ours
+    launch.argv += [*app.extra, app.module]
+    return launch
+
+
+def plan_uvicorn(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
+    require_installed("uvicorn", facts, "SERVER=uvicorn" if settings.server == "uvicorn" else "WITH_RELOAD", problems)
+    launch = Launch([sys.executable, "-m", "uvicorn", app.module])
+    address = binds(settings)[0]
+    if address.startswith("unix:"):
+        launch.argv += ["--uds", facts.path(address[len("unix:") :])]
+    elif address.startswith("fd://"):
+        launch.argv += ["--fd", address[len("fd://") :]]
+    elif app.workers > 1:
+        # Uvicorn's multi-process mode binds with proto 0, so asyncio never sets
+        # TCP_NODELAY on accepted connections and every response waits ~40 ms for
+        # a delayed ACK. A listener bound here with TCP_NODELAY passes it on.
+        launch.prebind = address
+        launch.argv += ["--fd", str(UVICORN_SOCKET_FD)]
+    else:
+        host, port = split_host_port(address)
+        launch.argv += ["--host", host, "--port", str(port)]
+    if settings.with_reload:
+        launch.argv.append("--reload")
+        for directory in settings.reload_dirs or [facts.app_dir]:
+            launch.argv += ["--reload-dir", facts.path(directory)]
+    else:
+        launch.argv += ["--workers", str(app.workers)]
+    # Levels come from the logging configuration, so LOG_LEVEL does not silence the access log.
+    launch.argv += ["--log-config", app.log_file]
+    if not settings.access_log:
+        launch.argv.append("--no-access-log")
+    launch.argv += [*as_flags(table_options("uvicorn", settings, facts), problems, "uvicorn"), *app.extra]
+    return launch
+
+
+def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
+    require_installed("hypercorn", facts, "SERVER=hypercorn", problems)
+    worker_class = settings.worker_class or "asyncio"
+    if worker_class != "asyncio" and worker_class in HYPERCORN_WORKER_CLASSES:
+        require_installed(worker_class, facts, f"WORKER_CLASS={worker_class}", problems)
+    config_file = find_config_file("HYPERCORN_CONF", settings.hypercorn_conf, "hypercorn_conf.py", facts, problems)
+    if config_file and config_file.endswith(".py") and not config_file.startswith(("file:", "python:")):
+        config_file = "file:" + config_file
+    launch = Launch([sys.executable, "-m", "hypercorn"])
+    launch.config_file, launch.worker_class = config_file, worker_class
+    options = hypercorn_options(settings, facts, app.workers)
+    if config_file:
+        launch.argv += ["--config", config_file]
+        hand_over_options(facts, as_config(options), settings, launch)
+    else:
+        options.append(("logconfig", "--log-config", "json:" + app.log_file))
+        launch.argv += as_flags(options, problems, "hypercorn")
+    launch.argv += [*app.extra, app.module]
+    return launch
+
+
+PLANNERS: dict[str, Callable[[Settings, Facts, App, list[str]], Launch]] = {
+    "gunicorn": plan_gunicorn,
+    "uvicorn": plan_uvicorn,
+    "hypercorn": plan_hypercorn,
+}
+
+
+def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), problems: list[str] | None = None) -> Plan:
+    """Settings and facts -> the complete plan. Pure: nothing is run or written.
+
+    Problems join `problems`; without a list, any problem raises ConfigError.
+    """
+    collected: list[str] = [] if problems is None else problems
+    first = len(collected)
+    check_paths(settings, facts, collected)
+    app_module = find_app_module(settings, facts, collected)
+    prestart = find_prestart(settings, facts, collected)
+    workers, reason = compute_workers(settings, facts.cpus, facts.memory_limit)
+    server = effective_server(settings)
+    log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
+    launch = PLANNERS[server](settings, facts, App(app_module, workers, log_file, extra), collected)
+    if problems is None and len(collected) > first:
+        raise ConfigError(collected[first:])
+    return Plan(
+        server=server,
+        requested_server=settings.server,
+        argv=launch.argv,
+        env=launch.env,
+        app_module=app_module,
+        workers=workers,
+        workers_reason=reason,
+        cpus=facts.cpus,
+        bind=binds(settings) + (insecure_binds(settings) + (settings.quic_bind or []) if server == "hypercorn" else []),
+        config_file=launch.config_file,
+        prestart=prestart,
+        reload=settings.with_reload,
+        log_level=settings.log_level,
+        log_format=settings.log_format,
+        runtime_dir=facts.runtime_dir,
+        worker_class=launch.worker_class,
+        prebind=launch.prebind,
+        backlog=settings.backlog,
+        files={log_file: log_content, **launch.files},
+        memory_limit=facts.memory_limit,
+        warnings=worker_warnings(settings, workers, facts.memory_limit),
+    )
+
+
+# --------------------------------------------------------------------------
+# The default config files call these when they run without start.py in front
+# (`gunicorn -c gunicorn_conf.py`): they plan from the environment, as start.py
+# would, and exit the way start.py would, one line per problem and status 2.
+# --------------------------------------------------------------------------
+
+
+def server_config(server: str, settings: Settings, facts: Facts, problems: list[str]) -> dict[str, Any]:
+    """The options a config file sets for `server` (gunicorn or hypercorn)."""
+    workers, _ = compute_workers(settings, facts.cpus, facts.memory_limit)
+    if server == "gunicorn":
+        options = gunicorn_options(settings, facts, workers, resolve_gunicorn_worker_class(settings, facts, problems))
+    else:
+        options = hypercorn_options(settings, facts, workers)
+    config = as_config(options)
+    config["logconfig_dict"] = effective_logging(settings, facts)
+    return config
+
+
+def config_by_hand(server: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    settings = parse_settings(environ, problems)
+    facts = probe_facts(settings, problems)
+    config = server_config(server, settings, facts, problems)
+    if problems:
+        exit_with_problems(problems, log_format_of(environ))
+    make_runtime_importable(facts, settings.log_format)
+    return config
+
+
+def gunicorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Gunicorn settings from the environment, for gunicorn_conf.py run by hand."""
+    return config_by_hand("gunicorn", environ)
+
+
+def hypercorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Hypercorn settings from the environment, for hypercorn_conf.py run by hand."""
+    return config_by_hand("hypercorn", environ)
+
+
+def make_runtime_importable(facts: Facts, log_format: str) -> None:
+    """A config file run by hand, not through start.py, sets up what start.py would have."""
+    if facts.runtime_dir in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        return  # start.py did it before exec
+    try:
+        prepare_runtime(facts.runtime_dir, {})  # the config file hands its server the dictionary itself
+    except ConfigError as error:
+        exit_with_problems(error.problems, log_format)
+    sys.path.insert(0, facts.runtime_dir)
+    # spawned workers (Hypercorn, Uvicorn) start a fresh interpreter: tell them too
+    os.environ["PYTHONPATH"] = with_path_first(facts.runtime_dir, os.environ.get("PYTHONPATH"))
+
+
+def with_path_first(directory: str, python_path: str | None) -> str:
+    return directory + (os.pathsep + python_path if python_path else "")
+
+
+# --------------------------------------------------------------------------
+# Effects: the only code that runs or writes anything.
+# --------------------------------------------------------------------------
+
+
+def log_format_of(environ: Mapping[str, str]) -> str:
+    """LOG_FORMAT as far as it can be told, also when the environment has errors."""
+    return "json" if environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
+
+
+def say(log_format: str, level: str, message: str) -> None:
+    print(launcher_line(log_format, level, one_line(message)), file=sys.stderr, flush=True)
+
+
+def exit_with_problems(problems: Iterable[str], log_format: str = "text") -> NoReturn:
+    for problem in problems:
+        if log_format == "json":
+            say(log_format, "error", problem)
+        else:
+            print(f"{PROG}: error: {one_line(problem)}", file=sys.stderr)
+    sys.stderr.flush()
+    raise SystemExit(2)
+
+
+def run_prestart(command: list[str], environ: Mapping[str, str], log_format: str) -> int:
+    """Run the pre-start script to completion; its exit status (128+N if killed by signal N).
+
+    SIGTERM and SIGINT meanwhile go to the script, and start.py stops with it:
+    as PID 1 without a handler start.py would ignore `docker stop` (the kernel
+    drops the signal), and killed it would orphan the script.
+    """
+    import signal
+
+    say(log_format, "info", f"running pre-start script {command[-1]}")
+    relay = log_format == "json"  # the script's lines become JSON records too
+    actions: list[tuple[Any, ...]] = []
+    if relay:
+        reader, writer = os.pipe()
+        actions = [(os.POSIX_SPAWN_DUP2, writer, 1), (os.POSIX_SPAWN_DUP2, writer, 2), (os.POSIX_SPAWN_CLOSE, reader)]
+    received: list[int] = []
+    child: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        if child:
+            os.kill(child[0], signum)
+
+    # installed before the spawn, so that no signal falls between the two
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            child.append(os.posix_spawnp(command[0], command, dict(environ), file_actions=actions))
+        except OSError as error:
+            say(log_format, "error", f"PRE_START_PATH: cannot run {command[-1]}: {error.strerror}")
+            if relay:
+                os.close(reader)
+            return 2
+        finally:
+            if relay:
+                os.close(writer)
+        if received:  # arrived while spawning
+            os.kill(child[0], received[0])
+        status = relay_output(reader, child[0], log_format) if relay else os.waitpid(child[0], 0)[1]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        say(log_format, "info", f"pre-start script stopped by signal {received[0]}; not starting the server")
+        return 128 + received[0]
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def relay_output(reader: int, pid: int, log_format: str) -> int:
+    """Pass the script's output on as log lines until it exits; its wait status.
+
+    It stops when the script exits even if a background process it started
+    still holds the pipe open.
+    """
+    import select
+
+    pending = b""
+    status = None
+    while status is None:
+        readable = select.select([reader], [], [], 0.2)[0]
+        chunk = os.read(reader, 65536) if readable else b""
+        if readable and not chunk:
+            break  # end of output
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            say(log_format, "info", line.decode(errors="replace"))
+        if not readable:
+            finished, wait_status = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                status = wait_status
+                while select.select([reader], [], [], 0)[0] and (chunk := os.read(reader, 65536)):
+                    pending += chunk
+    if pending.strip():
+        for line in pending.split(b"\n"):
+            say(log_format, "info", line.decode(errors="replace"))
+    os.close(reader)
+    return status if status is not None else os.waitpid(pid, 0)[1]
+
+
+# The code of the last section, written out as the module the servers import.
+SERVER_SIDE_BEGIN = "# >>> inside the servers"
+SERVER_SIDE_END = "# <<< inside the servers"
+RUNTIME_MODULE_HEADER = '"""asgi-start: the code that runs inside the servers, written out by start.py. Do not edit."""\n\nfrom __future__ import annotations\n\n'
+
+
+def runtime_module_source() -> str:
+    """The last section of this file, as the module `asgi_start`."""
+    with open(launcher_path(), encoding="utf-8") as file:
+        text = file.read()
+    begin = text.index("\n" + SERVER_SIDE_BEGIN + "\n")
+    end = text.index("\n" + SERVER_SIDE_END + "\n", begin)
+    return RUNTIME_MODULE_HEADER + text[begin + 1 : end + 1]
+
+
+def write_if_changed(path: str, content: str) -> bool:
+    """Write `content` atomically unless the file holds it already; whether it wrote."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            if file.read() == content:
+                return False
+    except OSError:
+        pass
+    temporary = f"{path}.{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as file:
+        file.write(content)
+    os.replace(temporary, path)
+    return True
+
+
+def write_bytecode(source_path: str, source: str) -> None:
+    """The module's bytecode where the import system looks for it, so that no server process compiles it.
+
+    Written here because the servers may not (PYTHONDONTWRITEBYTECODE, as in
+    the image, or a read-only directory); checked by the source's mtime and size
+    like any cached module. Compiling the small module costs about a millisecond.
+    """
+    import marshal
+
+    bootstrap: Any = sys.modules.get("_frozen_importlib_external")  # importlib's own, always loaded
+    if bootstrap is None:
+        import importlib.util as bootstrap
+    cache = bootstrap.cache_from_source(source_path)
+    info = os.stat(source_path)
+    header = bootstrap.MAGIC_NUMBER + b"\0\0\0\0"  # flags 0: checked by timestamp
+    header += (int(info.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (info.st_size & 0xFFFFFFFF).to_bytes(
+        4, "little"
+    )
+    try:
+        with open(cache, "rb") as file:
+            if file.read(16) == header:
+                return
+    except OSError:
+        pass
+    code = compile(source, source_path, "exec", dont_inherit=True)
+    os.makedirs(os.path.dirname(cache), 0o700, exist_ok=True)
+    temporary = f"{cache}.{os.getpid()}"
+    with open(temporary, "wb") as file:
+        file.write(header + marshal.dumps(code))
+    os.replace(temporary, cache)
+
+
+def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
+    """Create start.py's private directory: the module `asgi_start` with its bytecode, and this start's files.
+
+    The directory is predictable, so it must be ours alone: a real directory,
+    owned by this user, closed to everyone else.
+    """
+    import stat
+
+    try:
+        os.makedirs(directory, 0o700, exist_ok=True)
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise ConfigError([f"TMPDIR: {directory} exists but is not a private directory of user {os.getuid()}"])
+        module = os.path.join(directory, RUNTIME_MODULE + ".py")
+        if os.path.islink(module):  # an earlier release linked start.py itself here
+            os.unlink(module)
+        source = runtime_module_source()
+        write_if_changed(module, source)
+        write_bytecode(module, source)
+        for path, content in files.items():
+            write_if_changed(path, content)
+    except OSError as error:
+        raise ConfigError(
+            [f"TMPDIR: cannot prepare {directory}: {error.strerror}; point TMPDIR at a writable directory"]
+        ) from None
+
+
+def bind_listener(address: str, backlog: int) -> int:
+    """Bind a TCP listener with TCP_NODELAY (inherited by accepted sockets); its descriptor."""
+    import socket
+
+    host, port = split_host_port(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.bind((host, port))
+    listener.listen(backlog)
+    return listener.detach()
+
+
+def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
+    try:
+        prepare_runtime(plan.runtime_dir, plan.files)
+    except ConfigError as error:
+        exit_with_problems(error.problems, plan.log_format)
+    if plan.prebind:
+        try:
+            descriptor = bind_listener(plan.prebind, plan.backlog)
+        except OSError as error:
+            say(plan.log_format, "error", f"cannot listen on {plan.prebind}: {error.strerror}")
+            raise SystemExit(1) from None
+        if descriptor != UVICORN_SOCKET_FD:
+            os.dup2(descriptor, UVICORN_SOCKET_FD, inheritable=True)
+            os.close(descriptor)
+        else:
+            os.set_inheritable(descriptor, True)
+    if plan.server == "hypercorn":
+        # Hypercorn's master terminate()s the remaining workers as soon as the first
+        # one has shut down, and its workers have no SIGTERM handler, so a request
+        # still running in another worker is cut off. Hypercorn guards SIGINT by
+        # ignoring it while it spawns workers; this does the same for SIGTERM. The
+        # ignored disposition survives exec into the workers, which still stop
+        # gracefully through Hypercorn's shutdown event; the master installs its
+        # own SIGTERM handler right after spawning them.
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    env = dict(environ)
+    env.update(plan.env)
+    # the servers find the formatters, the filter and the hooks as `asgi_start`
+    env["PYTHONPATH"] = with_path_first(plan.runtime_dir, env.get("PYTHONPATH"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(plan.argv[0], plan.argv, env)  # noqa: S606 -- an argv list, never a shell
+
+
+# --------------------------------------------------------------------------
+# Health check (the image's HEALTHCHECK): stdlib only, no curl needed.
+# --------------------------------------------------------------------------
+
+
+def healthcheck_target(settings: Settings) -> tuple[str, int, bool]:
+    """Host, port and TLS flag of the first TCP listener, reached from inside the container."""
+    for address in binds(settings):
+        host, port = split_host_port(address)
+        if port is not None:
+            if host in ("0.0.0.0", ""):
+                host = "127.0.0.1"
+            elif host == "::":
+                host = "::1"
+            return host, port, settings.tls
+    raise ConfigError(["--healthcheck needs a HOST:PORT listener; BIND has none"])
+
+
+def healthcheck(settings: Settings, timeout: float = 5.0) -> int:
+    import http.client
+    import ssl
+
+    host, port, tls = healthcheck_target(settings)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the server's own, possibly self-signed, certificate
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=context
+        )
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    url = f"{'https' if tls else 'http'}://{join_host_port(host, port)}{settings.healthcheck_path}"
+    try:
+        connection.request("GET", settings.healthcheck_path, headers={"User-Agent": f"{PROG}-healthcheck"})
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as error:
+        print(f"{PROG}: unhealthy: {url}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        connection.close()
+    healthy = status < 500
+    print(f"{PROG}: {'healthy' if healthy else 'unhealthy'}: {url} answered {status}", file=sys.stderr)
+    return 0 if healthy else 1
+
+
+# --------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+USAGE = """usage: python start.py [--dry-run | --healthcheck | --help | --version] [-- SERVER-ARGS...]
+
+Start an ASGI app under Gunicorn (Uvicorn workers), Uvicorn or Hypercorn,
+configured from the environment, then become the server (exec).
+
+  --dry-run      print the plan as one JSON object and exit; runs nothing
+  --healthcheck  request HEALTHCHECK_PATH from the running server; 0 if healthy
+  --help         this text and the environment variables
+  --version      print the version
+  -- ARGS        appended unchanged to the server's command line
+
+Exit status: 0 dry-run/help done, 2 configuration error, the pre-start
+script's status when it fails, otherwise the server's own (start.py execs it).
+
+A worker that dies is replaced by Gunicorn and Uvicorn; Hypercorn stops the
+whole server instead (exit status 0), so give it a restart policy of always.
+"""
+
+
+def only_with(var: Var) -> str:
+    """The table's restriction of a variable to some servers, in words."""
+    if var.servers == SERVERS:
+        return ""
+    return " (only with " + " or ".join(f"`SERVER={server}`" for server in var.servers) + ")"
+
+
+def help_text() -> str:
+    lines = [USAGE, "Environment variables (unset or empty means the default):"]
+    group = None
+    for var in VARIABLES:
+        if var.group != group:
+            group = var.group
+            lines.append(f"\n{group}:")
+        names = " / ".join((var.name, *var.aliases))
+        lines.append(f"  {names}  [default: {var.shown.replace('`', '')}]")
+        lines.append(f"      {(var.help + only_with(var)).replace('`', '')}")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table() -> str:
+    """The README's environment table, generated from VARIABLES."""
+    lines = []
+    group = None
+    for var in VARIABLES:
+        if var.group != group:
+            if group is not None:
+                lines.append("")
+            group = var.group
+            lines += [f"#### {group}", "", "| variable | default | meaning |", "|---|---|---|"]
+        names = f"`{var.name}`" + "".join(f" (alias `{alias}`)" for alias in var.aliases)
+        lines.append(f"| {names} | {var.shown} | {var.help}{only_with(var)} |")
+    return "\n".join(lines) + "\n"
+
+
+def server_table() -> str:
+    """The README's table of what each one-to-one variable becomes under each server, from VARIABLES."""
+    lines = ["| variable | " + " | ".join(SERVERS) + " |", "|---" * (len(SERVERS) + 1) + "|"]
+    for var in VARIABLES:
+        if not var.to:
+            continue
+        cells = []
+        for server in SERVERS:
+            to = var.to.get(server)
+            if to is None:
+                cells.append(var.via.get(server, "—") if server in var.servers else "error")
+                continue
+            parts = [f"`{to.key}`"] if to.key else []
+            parts += [f"`{to.flag}`"] if to.flag else ["(config file only)"]
+            if to.default is not None:
+                parts.append(f"default {to.default}")
+            cells.append(" / ".join(parts))
+        lines.append(f"| `{var.name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    extra: list[str] = []
+    if "--" in args:
+        split = args.index("--")
+        args, extra = args[:split], args[split + 1 :]
+    known = {"--dry-run", "--healthcheck", "--help", "-h", "--version"}
+    unknown = [arg for arg in args if arg not in known]
+    if unknown or len(args) > 1:
+        print(
+            f"{PROG}: error: unexpected arguments {' '.join(unknown or args)} (server arguments go after --)",
+            file=sys.stderr,
+        )
+        print(USAGE.splitlines()[0], file=sys.stderr)
+        return 2
+    mode = args[0] if args else "start"
+    if mode in ("--help", "-h"):
+        sys.stdout.write(help_text())
+        return 0
+    if mode == "--version":
+        print(f"{PROG} {__version__}")
+        return 0
+    problems: list[str] = []
+    settings = parse_settings(environ, problems)
+    if mode == "--healthcheck":
+        if problems:
+            exit_with_problems(problems, log_format_of(environ))
+        try:
+            return healthcheck(settings)
+        except ConfigError as error:
+            exit_with_problems(error.problems, log_format_of(environ))
+    plan = plan_launch(settings, probe_facts(settings, problems), extra, problems)
+    if problems:
+        exit_with_problems(problems, log_format_of(environ))
+    if mode == "--dry-run":
+        print(to_json(plan.as_dict(), indent=2))
+        return 0
+    if plan.prestart:
+        status = run_prestart(plan.prestart, environ, plan.log_format)
+        if status != 0:
+            message = f"pre-start script {plan.prestart[-1]} exited with status {status}; not starting the server"
+            say(plan.log_format, "error", message)
+            return status
+    for warning in plan.warnings:
+        say(plan.log_format, "warning", warning)
+    say(plan.log_format, "info", plan.summary())
+    exec_server(plan, environ)
+
+
+# --------------------------------------------------------------------------
+# Inside the servers. Everything from the marker below to the end marker is
+# written out by start.py as the module `asgi_start` (with its bytecode) and
+# imported by every server process: the dictConfig names these factories.
+# It must stand alone: no names from the rest of this file.
+# --------------------------------------------------------------------------
+
+# >>> inside the servers
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+TEXT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access")
 
 _LOG_CLASSES: dict[str, Any] = {}
 
@@ -1131,911 +2292,41 @@ def _log_classes() -> dict[str, Any]:
     return _LOG_CLASSES
 
 
-def launcher_line(log_format: str, level: str, message: str) -> str:
-    """One line of start.py's own output, in LOG_FORMAT, as a server's would look."""
-    import time
-
-    now = time.time()
-    if log_format == "json":
-        return to_json({"time": iso_utc(now), "level": level, "logger": PROG, "pid": os.getpid(), "message": message})
-    stamp = time.strftime(TEXT_DATE_FORMAT, time.localtime(now))
-    return f"{stamp} {level.upper()} {PROG} [{os.getpid()}] {message}"
-
-
-# --------------------------------------------------------------------------
-# Planning: settings + facts -> what to run. Pure: it reads files' presence
-# through Facts and returns data; it runs nothing.
-# --------------------------------------------------------------------------
-
-
-def find_app_module(settings: Settings, facts: Facts) -> str:
-    if settings.app_module:
-        module = settings.app_module.partition(":")[0]
-        if not module_exists(module, facts.search_path):
-            raise ConfigError(
-                [
-                    f"APP_MODULE={settings.app_module!r}: module {module!r} not found in {facts.app_dir} or on the Python path"
-                ]
-            )
-        return settings.app_module
-    if settings.module_name:
-        if not module_exists(settings.module_name, facts.search_path):
-            raise ConfigError(
-                [f"MODULE_NAME={settings.module_name!r}: module not found in {facts.app_dir} or on the Python path"]
-            )
-        return f"{settings.module_name}:{settings.variable_name}"
-    for relative, module in (("app/main.py", "app.main"), ("main.py", "main")):
-        if facts.is_file(relative):
-            return f"{module}:{settings.variable_name}"
-    raise ConfigError(
-        [
-            f"no app found: looked for {facts.path('app/main.py')} and {facts.path('main.py')}; set APP_MODULE (e.g. APP_MODULE=mypackage.web:app)"
-        ]
-    )
-
-
-def find_config_file(variable: str, given: str | None, default_name: str, facts: Facts) -> str | None:
-    """A config file named by `variable`, else one in the app directory, else the default beside start.py."""
-    if given:
-        prefix, colon, rest = given.partition(":")
-        if colon and prefix == "python":
-            if not _is_dotted_name(rest) or not module_exists(rest, facts.search_path):
-                raise ConfigError([f"{variable}={given!r}: module {rest!r} not found"])
-            return given
-        path = rest if colon and prefix == "file" else given
-        if not facts.is_file(path):
-            raise ConfigError([f"{variable}={given!r}: no such file {facts.path(path)}"])
-        return ("file:" if colon and prefix == "file" else "") + facts.path(path)
-    for candidate in (default_name, os.path.join("app", default_name)):
-        if facts.is_file(candidate):
-            return facts.path(candidate)
-    beside_start = os.path.join(facts.start_dir, default_name)
-    return beside_start if os.path.isfile(beside_start) else None
-
-
-def find_prestart(settings: Settings, facts: Facts) -> list[str] | None:
-    """The command that runs the pre-start script, or None."""
-    if settings.pre_start_path:
-        path = facts.path(settings.pre_start_path)
-        if not os.path.isfile(path):
-            raise ConfigError([f"PRE_START_PATH={settings.pre_start_path!r}: no such file {path}"])
-    else:
-        found = [facts.path(name) for name in ("prestart.py", "prestart.sh") if facts.is_file(name)]
-        if not found:
-            return None
-        path = found[0]
-    if path.endswith(".py"):
-        return [sys.executable, path]
-    if path.endswith(".sh"):
-        return ["sh", path]
-    if not os.access(path, os.X_OK):
-        raise ConfigError(
-            [f"PRE_START_PATH={settings.pre_start_path or path!r}: {path} is neither .py, .sh nor executable"]
-        )
-    return [path]
-
-
-def default_binds(settings: Settings) -> list[str]:
-    if settings.bind:
-        return settings.bind
-    port = settings.ssl_port if settings.use_ssl else settings.port
-    return [join_host_port(settings.host, port)]
-
-
-def join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def insecure_binds(settings: Settings) -> list[str]:
-    """Hypercorn's plain-HTTP listeners beside TLS ones."""
-    if settings.insecure_bind:
-        return settings.insecure_bind
-    if settings.use_ssl and settings.use_tcp is not False:
-        return [join_host_port(settings.host, settings.port)]
-    return []
-
-
-def check_paths(settings: Settings, facts: Facts) -> list[str]:
-    problems = []
-    for name in ("CERTFILE", "KEYFILE", "CA_CERTS"):
-        value = getattr(settings, name.lower())
-        if value and not facts.is_file(value):
-            problems.append(f"{name}={value!r}: no such file {facts.path(value)}")
-    for name in ("ACCESS_LOG", "ERROR_LOG"):
-        value = getattr(settings, name.lower())
-        if value and value != "-":
-            directory = os.path.dirname(facts.path(value))
-            if not os.path.isdir(directory):
-                problems.append(f"{name}={value!r}: directory {directory} does not exist")
-    for directory in settings.reload_dirs or ():
-        if not os.path.isdir(facts.path(directory)):
-            problems.append(f"RELOAD_DIRS: {facts.path(directory)} is not a directory")
-    return problems
-
-
-def log_target(value: str, facts: Facts) -> str | None:
-    """'-' stays '-', a path becomes absolute, empty means disabled (None)."""
-    if not value:
-        return None
-    return value if value == "-" else facts.path(value)
-
-
-def resolve_gunicorn_worker_class(settings: Settings, facts: Facts) -> str:
-    if settings.worker_class:
-        name = settings.worker_class.strip()
-        if name in GUNICORN_WORKER_ALIASES:
-            return name
-        if not _is_dotted_name(name) or "." not in name:
-            raise ConfigError(
-                [
-                    f"WORKER_CLASS={name!r} is not valid; expected a class path such as uvicorn_worker.UvicornWorker, or one of {' '.join(GUNICORN_WORKER_ALIASES)}"
-                ]
-            )
-        top = name.partition(".")[0]
-        if not facts.installed(top):
-            raise ConfigError(
-                [
-                    f"WORKER_CLASS={name!r}: module {top!r} is not installed (pip install {PACKAGE_OF_MODULE.get(top, top)})"
-                ]
-            )
-        return name
-    if facts.installed("uvicorn_worker"):
-        return "uvicorn_worker.UvicornWorker"
-    if facts.installed("uvicorn"):
-        return "uvicorn.workers.UvicornWorker"
-    raise ConfigError(["SERVER=gunicorn needs Uvicorn workers: pip install uvicorn-worker"])
-
-
-def gunicorn_settings(settings: Settings, facts: Facts, workers: int, worker_class: str) -> dict[str, Any]:
-    """Gunicorn's own setting names and values; both the config file and the command line use this."""
-    options: dict[str, Any] = {
-        "bind": default_binds(settings),
-        "workers": workers,
-        "worker_class": worker_class,
-        "loglevel": settings.log_level,
-        # Where records go and how they look is the logging configuration's business;
-        # accesslog only switches the access log on or off at its source.
-        "accesslog": "-" if settings.access_log else None,
-        "access_log_format": GUNICORN_ACCESS_FORMAT,
-        "errorlog": "-",
-        "logconfig_dict": effective_logging(settings, facts),
-        "timeout": settings.timeout,
-        "graceful_timeout": settings.graceful_timeout,
-        "keepalive": settings.keep_alive,
-        # Gunicorn >= 25.1 opens a control socket under $HOME or $XDG_RUNTIME_DIR by
-        # default; two instances share the path and read-only or home-less containers
-        # warn. The launcher does not use it, so it is off unless asked for.
-        "control_socket_disable": True,
-    }
-    if facts.dev_shm:
-        # The heartbeat file on an overlay filesystem can block workers (Gunicorn's FAQ).
-        options["worker_tmp_dir"] = "/dev/shm"
-    optional = {
-        "backlog": settings.backlog,
-        "max_requests": settings.max_requests,
-        "max_requests_jitter": settings.max_requests_jitter,
-        "certfile": settings.certfile and facts.path(settings.certfile),
-        "keyfile": settings.keyfile and facts.path(settings.keyfile),
-        "ca_certs": settings.ca_certs and facts.path(settings.ca_certs),
-        "ciphers": settings.ciphers,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
-    }
-    options.update({key: value for key, value in optional.items() if value})
-    return options
-
-
-# Gunicorn setting name -> its command-line flag (gunicorn/config.py).
-GUNICORN_FLAGS = {
-    "bind": "--bind",
-    "workers": "--workers",
-    "worker_class": "--worker-class",
-    "loglevel": "--log-level",
-    "accesslog": "--access-logfile",
-    "access_log_format": "--access-logformat",
-    "errorlog": "--error-logfile",
-    "logconfig_json": "--log-config-json",
-    "timeout": "--timeout",
-    "graceful_timeout": "--graceful-timeout",
-    "keepalive": "--keep-alive",
-    "control_socket_disable": "--no-control-socket",
-    "worker_tmp_dir": "--worker-tmp-dir",
-    "backlog": "--backlog",
-    "max_requests": "--max-requests",
-    "max_requests_jitter": "--max-requests-jitter",
-    "certfile": "--certfile",
-    "keyfile": "--keyfile",
-    "ca_certs": "--ca-certs",
-    "ciphers": "--ciphers",
-    "forwarded_allow_ips": "--forwarded-allow-ips",
-}
-
-
-def as_flags(options: Mapping[str, Any], flags: Mapping[str, str]) -> list[str]:
-    """Settings as command-line flags: lists repeat the flag, True is a bare flag, None is left out."""
-    argv: list[str] = []
-    for key, value in options.items():
-        if value is None or value is False:
-            continue
-        flag = flags[key]
-        if value is True:
-            argv.append(flag)
-        elif isinstance(value, list):
-            for item in value:
-                argv += [flag, str(item)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def hypercorn_settings(settings: Settings, facts: Facts, workers: int) -> dict[str, Any]:
-    """Hypercorn's own Config attribute names and values."""
-    options: dict[str, Any] = {
-        "bind": default_binds(settings),
-        "insecure_bind": insecure_binds(settings),
-        "quic_bind": settings.quic_bind or [],
-        "workers": workers,
-        "worker_class": settings.worker_class or "asyncio",
-        "loglevel": settings.log_level,
-        "accesslog": "-" if settings.access_log else None,
-        "access_log_format": HYPERCORN_ACCESS_FORMAT,
-        "errorlog": "-" if settings.error_log else None,
-        "logconfig_dict": effective_logging(settings, facts),
-        "keep_alive_timeout": settings.keep_alive,
-        "graceful_timeout": settings.graceful_timeout,
-        "backlog": settings.backlog or 100,
-        "use_reloader": settings.with_reload,
-    }
-    optional = {
-        "max_requests": settings.max_requests,
-        "max_requests_jitter": settings.max_requests_jitter,
-        "certfile": settings.certfile and facts.path(settings.certfile),
-        "keyfile": settings.keyfile and facts.path(settings.keyfile),
-        "ca_certs": settings.ca_certs and facts.path(settings.ca_certs),
-        "ciphers": settings.ciphers,
-    }
-    options.update({key: value for key, value in optional.items() if value})
-    return options
-
-
-HYPERCORN_FLAGS = {
-    "bind": "--bind",
-    "insecure_bind": "--insecure-bind",
-    "quic_bind": "--quic-bind",
-    "workers": "--workers",
-    "worker_class": "--worker-class",
-    "loglevel": "--log-level",
-    "accesslog": "--access-logfile",
-    "access_log_format": "--access-logformat",
-    "errorlog": "--error-logfile",
-    "logconfig": "--log-config",
-    "keep_alive_timeout": "--keep-alive",
-    "graceful_timeout": "--graceful-timeout",
-    "backlog": "--backlog",
-    "use_reloader": "--reload",
-    "max_requests": "--max-requests",
-    "certfile": "--certfile",
-    "keyfile": "--keyfile",
-    "ca_certs": "--ca-certs",
-    "ciphers": "--ciphers",
-}
-
-
-class Plan:
-    """Everything start.py will do, as data. `--dry-run` prints it."""
-
-    def __init__(self, **fields: Any) -> None:
-        self.server: str = fields["server"]
-        self.requested_server: str = fields["requested_server"]
-        self.argv: list[str] = fields["argv"]
-        self.env: dict[str, str] = fields.get("env") or {}
-        self.app_module: str = fields["app_module"]
-        self.workers: int = fields["workers"]
-        self.workers_reason: str = fields["workers_reason"]
-        self.cpus: CpuCount = fields["cpus"]
-        self.bind: list[str] = fields["bind"]
-        self.config_file: str | None = fields.get("config_file")
-        self.prestart: list[str] | None = fields.get("prestart")
-        self.reload: bool = fields["reload"]
-        self.log_level: str = fields["log_level"]
-        self.log_format: str = fields["log_format"]
-        self.runtime_dir: str = fields["runtime_dir"]
-        self.worker_class: str | None = fields.get("worker_class")
-        self.prebind: str | None = fields.get("prebind")
-        self.backlog: int = fields.get("backlog") or 2048
-        self.files: dict[str, str] = fields.get("files") or {}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "server": self.server,
-            "requested_server": self.requested_server,
-            "argv": self.argv,
-            "env": self.env,
-            "app_module": self.app_module,
-            "workers": self.workers,
-            "workers_reason": self.workers_reason,
-            "cpus": self.cpus.count,
-            "cpus_source": self.cpus.source,
-            "bind": self.bind,
-            "config_file": self.config_file,
-            "prestart": self.prestart[-1] if self.prestart else None,
-            "prestart_command": self.prestart,
-            "reload": self.reload,
-            "log_level": self.log_level,
-            "log_format": self.log_format,
-            "worker_class": self.worker_class,
-            "prebound_socket": self.prebind,
-            "runtime_dir": self.runtime_dir,
-            "files": sorted(self.files),
-        }
-
-    def summary(self) -> str:
-        parts = [self.server]
-        if self.worker_class:
-            parts[0] += f" ({self.worker_class})"
-        if self.server != self.requested_server:
-            parts[0] += f" instead of {self.requested_server} (WITH_RELOAD)"
-        parts.append(f"app {self.app_module}")
-        parts.append(self.workers_reason)
-        parts.append("bind " + ", ".join(self.bind))
-        parts.append(f"config {self.config_file or 'none (settings on the command line)'}")
-        return " | ".join(parts)
-
-
-def require_installed(module: str, facts: Facts, why: str) -> None:
-    if not facts.installed(module):
-        raise ConfigError(
-            [
-                f"{why} needs {module}, which is not installed for {sys.executable}: pip install {PACKAGE_OF_MODULE.get(module, module)}"
-            ]
-        )
-
-
-def quote_for_gunicorn(argument: str) -> str:
-    # Gunicorn splits GUNICORN_CMD_ARGS with shlex.split (never a shell); quote for that.
-    if argument and all(char.isalnum() or char in "-_./:=,[]@%+" for char in argument):
-        return argument
-    return "'" + argument.replace("'", "'\"'\"'") + "'"
-
-
-def plan_gunicorn(
-    settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str], log_file: str
-) -> dict[str, Any]:
-    require_installed("gunicorn", facts, "SERVER=gunicorn")
-    worker_class = resolve_gunicorn_worker_class(settings, facts)
-    config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts)
-    argv = [sys.executable, "-m", "gunicorn"]
-    env = {}
-    if config_file:
-        # The config file reads the same environment through this module, so a
-        # user's own config (or GUNICORN_CMD_ARGS) can still override any setting.
-        argv += ["--config", config_file]
-    else:
-        # No config file: hand the settings over in GUNICORN_CMD_ARGS, ahead of the
-        # user's own, so Gunicorn's precedence (their flags win) still holds.
-        options = gunicorn_settings(settings, facts, workers, worker_class)
-        if facts.version("gunicorn") < (25, 1):
-            # a config file may name settings an older Gunicorn lacks; its command line may not
-            del options["control_socket_disable"]
-        del options["logconfig_dict"]
-        options["logconfig_json"] = log_file
-        flags = as_flags(options, GUNICORN_FLAGS)
-        ours = " ".join(quote_for_gunicorn(flag) for flag in flags)
-        env["GUNICORN_CMD_ARGS"] = f"{ours} {settings.gunicorn_cmd_args}" if settings.gunicorn_cmd_args else ours
-    argv += [*extra, app_module]
-    return {"argv": argv, "env": env, "config_file": config_file, "worker_class": worker_class}
-
-
-def plan_uvicorn(
-    settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str], log_file: str
-) -> dict[str, Any]:
-    require_installed("uvicorn", facts, "SERVER=uvicorn" if settings.server == "uvicorn" else "WITH_RELOAD")
-    binds = default_binds(settings)
-    argv = [sys.executable, "-m", "uvicorn", app_module]
-    prebind = None
-    address = binds[0]
-    if address.startswith("unix:"):
-        argv += ["--uds", facts.path(address[len("unix:") :])]
-    elif address.startswith("fd://"):
-        argv += ["--fd", address[len("fd://") :]]
-    elif workers > 1:
-        # Uvicorn's multi-process mode binds with proto 0, so asyncio never sets
-        # TCP_NODELAY on accepted connections and every response waits ~40 ms for
-        # a delayed ACK. A listener bound here with TCP_NODELAY passes it on.
-        prebind = address
-        argv += ["--fd", str(UVICORN_SOCKET_FD)]
-    else:
-        host, port = split_host_port(address)
-        argv += ["--host", host, "--port", str(port)]
-    if settings.with_reload:
-        argv.append("--reload")
-        for directory in settings.reload_dirs or [facts.app_dir]:
-            argv += ["--reload-dir", facts.path(directory)]
-    else:
-        argv += ["--workers", str(workers)]
-    # Levels come from the logging configuration, so LOG_LEVEL does not silence the access log.
-    argv += ["--log-config", log_file]
-    if not settings.access_log:
-        argv.append("--no-access-log")
-    argv += ["--timeout-keep-alive", str(settings.keep_alive)]
-    argv += ["--timeout-graceful-shutdown", str(settings.graceful_timeout)]
-    optional = (
-        ("--backlog", settings.backlog),
-        ("--limit-max-requests", settings.max_requests),
-        ("--limit-max-requests-jitter", settings.max_requests_jitter),
-        ("--ssl-certfile", settings.certfile and facts.path(settings.certfile)),
-        ("--ssl-keyfile", settings.keyfile and facts.path(settings.keyfile)),
-        ("--ssl-ca-certs", settings.ca_certs and facts.path(settings.ca_certs)),
-        ("--ssl-ciphers", settings.ciphers),
-        ("--forwarded-allow-ips", settings.forwarded_allow_ips),
-    )
-    for flag, value in optional:
-        if value:
-            argv += [flag, str(value)]
-    argv += extra
-    return {"argv": argv, "prebind": prebind, "backlog": settings.backlog}
-
-
-def plan_hypercorn(
-    settings: Settings, facts: Facts, app_module: str, workers: int, extra: list[str], log_file: str
-) -> dict[str, Any]:
-    require_installed("hypercorn", facts, "SERVER=hypercorn")
-    worker_class = settings.worker_class or "asyncio"
-    if worker_class != "asyncio":
-        require_installed(worker_class, facts, f"WORKER_CLASS={worker_class}")
-    config_file = find_config_file("HYPERCORN_CONF", settings.hypercorn_conf, "hypercorn_conf.py", facts)
-    argv = [sys.executable, "-m", "hypercorn"]
-    if config_file:
-        if config_file.endswith(".py") and not config_file.startswith(("file:", "python:")):
-            config_file = "file:" + config_file
-        argv += ["--config", config_file]
-    else:
-        if settings.max_requests_jitter:
-            # hypercorn/__main__.py copies --max-requests into max_requests_jitter.
-            raise ConfigError(
-                [
-                    "MAX_REQUESTS_JITTER needs a Hypercorn config file (hypercorn_conf.py beside start.py): Hypercorn's --max-requests-jitter flag sets the wrong value"
-                ]
-            )
-        options = hypercorn_settings(settings, facts, workers)
-        del options["logconfig_dict"]
-        options["logconfig"] = "json:" + log_file
-        argv += as_flags(options, HYPERCORN_FLAGS)
-    argv += [*extra, app_module]
-    return {"argv": argv, "config_file": config_file, "worker_class": worker_class}
-
-
-def collect_problems(
-    step: Callable[[Settings, Facts], Any], settings: Settings, facts: Facts, problems: list[str]
-) -> Any:
-    """Run one planning step; its problems join the list so that all are reported together."""
-    try:
-        return step(settings, facts)
-    except ConfigError as error:
-        problems += error.problems
-        return None
-
-
-def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = ()) -> Plan:
-    """Settings and facts -> the complete plan. Pure: nothing is run or written."""
-    problems = facts.problems + check_paths(settings, facts)
-    app_module = collect_problems(find_app_module, settings, facts, problems)
-    prestart = collect_problems(find_prestart, settings, facts, problems)
-    if problems or app_module is None:
-        raise ConfigError(problems)
-    workers, reason = compute_workers(settings, facts.cpus)
-    # Gunicorn has no reloader for ASGI workers; Uvicorn's reloader serves development.
-    server = "uvicorn" if settings.with_reload and settings.server == "gunicorn" else settings.server
-    planners = {"gunicorn": plan_gunicorn, "uvicorn": plan_uvicorn, "hypercorn": plan_hypercorn}
-    log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
-    details = planners[server](settings, facts, app_module, workers, list(extra), log_file)
-    return Plan(
-        server=server,
-        requested_server=settings.server,
-        app_module=app_module,
-        workers=workers,
-        workers_reason=reason,
-        cpus=facts.cpus,
-        bind=default_binds(settings)
-        + (insecure_binds(settings) + (settings.quic_bind or []) if server == "hypercorn" else []),
-        prestart=prestart,
-        reload=settings.with_reload,
-        log_level=settings.log_level,
-        log_format=settings.log_format,
-        runtime_dir=facts.runtime_dir,
-        files={log_file: log_content},
-        **details,
-    )
-
-
-# --------------------------------------------------------------------------
-# Entry points for the default config files. They run inside the server, so
-# errors end the process the way start.py would: one line each, status 2.
-# --------------------------------------------------------------------------
-
-
-def _settings_and_facts(environ: Mapping[str, str] | None) -> tuple[Settings, Facts]:
-    environ = os.environ if environ is None else environ
-    try:
-        settings = parse_settings(environ)
-        facts = probe_facts(settings)
-        if facts.problems:
-            raise ConfigError(facts.problems)
-        return settings, facts
-    except ConfigError as error:
-        exit_with_problems(error.problems, log_format_of(environ))
-
-
-def gunicorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Gunicorn settings from the environment, for gunicorn_conf.py."""
-    settings, facts = _settings_and_facts(environ)
-    try:
-        workers, _ = compute_workers(settings, facts.cpus)
-        options = gunicorn_settings(settings, facts, workers, resolve_gunicorn_worker_class(settings, facts))
-    except ConfigError as error:
-        exit_with_problems(error.problems, settings.log_format)
-    make_runtime_importable(facts, settings.log_format)
-    return options
-
-
-def hypercorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Hypercorn settings from the environment, for hypercorn_conf.py."""
-    settings, facts = _settings_and_facts(environ)
-    workers, _ = compute_workers(settings, facts.cpus)
-    options = hypercorn_settings(settings, facts, workers)
-    make_runtime_importable(facts, settings.log_format)
-    return options
-
-
-def make_runtime_importable(facts: Facts, log_format: str) -> None:
-    """A config file run by hand, not through start.py, sets up what start.py would have."""
-    if facts.runtime_dir in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        return  # start.py did it before exec
-    try:
-        prepare_runtime(facts.runtime_dir, {})  # the config file hands its server the dictionary itself
-    except ConfigError as error:
-        exit_with_problems(error.problems, log_format)
-    sys.path.insert(0, facts.runtime_dir)
-    # spawned workers (Hypercorn, Uvicorn) start a fresh interpreter: tell them too
-    os.environ["PYTHONPATH"] = with_path_first(facts.runtime_dir, os.environ.get("PYTHONPATH"))
-
-
-def with_path_first(directory: str, python_path: str | None) -> str:
-    return directory + (os.pathsep + python_path if python_path else "")
-
-
-# --------------------------------------------------------------------------
-# Effects: the only code that runs or writes anything.
-# --------------------------------------------------------------------------
-
-
-def log_format_of(environ: Mapping[str, str]) -> str:
-    """LOG_FORMAT as far as it can be told, also when the environment has errors."""
-    return "json" if environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
-
-
 def one_line(message: str) -> str:
     """Values can hold line breaks (a path, say); a message stays one line whatever they hold."""
     return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def say(log_format: str, level: str, message: str) -> None:
-    print(launcher_line(log_format, level, one_line(message)), file=sys.stderr, flush=True)
+# <<< inside the servers
 
 
-def exit_with_problems(problems: Iterable[str], log_format: str = "text") -> NoReturn:
-    for problem in problems:
-        if log_format == "json":
-            say(log_format, "error", problem)
-        else:
-            print(f"{PROG}: error: {one_line(problem)}", file=sys.stderr)
-    sys.stderr.flush()
-    raise SystemExit(2)
+def run_source_if_bytecode_is_stale(argv: Sequence[str]) -> None:
+    """Run as its compiled bytecode (`python /start.pyc`, as the image does, which skips
+    compiling this file on every start): if start.py beside it has changed since it was
+    compiled (an image built FROM ours that copies a newer start.py), run that instead.
 
-
-def run_prestart(command: list[str], environ: Mapping[str, str], log_format: str) -> int:
-    """Run the pre-start script to completion; its exit status (128+N if killed by signal N).
-
-    SIGTERM and SIGINT meanwhile go to the script, and start.py stops with it:
-    as PID 1 without a handler start.py would ignore `docker stop` (the kernel
-    drops the signal), and killed it would orphan the script.
+    The image compiles it with a checked source hash, the one CPython's own
+    hash-based .pyc files carry, so this costs one read of start.py.
     """
-    import signal
+    if not __file__.endswith(".pyc"):
+        return
+    import _imp
 
-    say(log_format, "info", f"running pre-start script {command[-1]}")
-    relay = log_format == "json"  # the script's lines become JSON records too
-    actions: list[tuple[Any, ...]] = []
-    if relay:
-        reader, writer = os.pipe()
-        actions = [(os.POSIX_SPAWN_DUP2, writer, 1), (os.POSIX_SPAWN_DUP2, writer, 2), (os.POSIX_SPAWN_CLOSE, reader)]
-    received: list[int] = []
-    child: list[int] = []
-
-    def forward(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        if child:
-            os.kill(child[0], signum)
-
-    # installed before the spawn, so that no signal falls between the two
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
+    bootstrap: Any = sys.modules["_frozen_importlib_external"]
+    source_path = launcher_path()
     try:
-        try:
-            child.append(os.posix_spawnp(command[0], command, dict(environ), file_actions=actions))
-        except OSError as error:
-            say(log_format, "error", f"PRE_START_PATH: cannot run {command[-1]}: {error.strerror}")
-            if relay:
-                os.close(reader)
-            return 2
-        finally:
-            if relay:
-                os.close(writer)
-        if received:  # arrived while spawning
-            os.kill(child[0], received[0])
-        status = relay_output(reader, child[0], log_format) if relay else os.waitpid(child[0], 0)[1]
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if received:
-        say(log_format, "info", f"pre-start script stopped by signal {received[0]}; not starting the server")
-        return 128 + received[0]
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
-def relay_output(reader: int, pid: int, log_format: str) -> int:
-    """Pass the script's output on as log lines until it exits; its wait status.
-
-    It stops when the script exits even if a background process it started
-    still holds the pipe open.
-    """
-    import select
-
-    pending = b""
-    status = None
-    while status is None:
-        readable = select.select([reader], [], [], 0.2)[0]
-        chunk = os.read(reader, 65536) if readable else b""
-        if readable and not chunk:
-            break  # end of output
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            say(log_format, "info", line.decode(errors="replace"))
-        if not readable:
-            finished, wait_status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                status = wait_status
-                while select.select([reader], [], [], 0)[0] and (chunk := os.read(reader, 65536)):
-                    pending += chunk
-    if pending.strip():
-        for line in pending.split(b"\n"):
-            say(log_format, "info", line.decode(errors="replace"))
-    os.close(reader)
-    return status if status is not None else os.waitpid(pid, 0)[1]
-
-
-def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
-    """Create start.py's private directory: `asgi_start.py` (a link to this file) and the files.
-
-    The directory is predictable, so it must be ours alone: a real directory,
-    owned by this user, closed to everyone else.
-    """
-    import stat
-
-    try:
-        os.makedirs(directory, 0o700, exist_ok=True)
-        info = os.lstat(directory)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-            raise ConfigError([f"TMPDIR: {directory} exists but is not a private directory of user {os.getuid()}"])
-        link = os.path.join(directory, RUNTIME_MODULE + ".py")
-        target = os.path.abspath(__file__)
-        if not os.path.islink(link) or os.readlink(link) != target:
-            temporary = f"{link}.{os.getpid()}"
-            os.symlink(target, temporary)
-            os.replace(temporary, link)
-        write_files(files)
-    except OSError as error:
-        raise ConfigError(
-            [f"TMPDIR: cannot prepare {directory}: {error.strerror}; point TMPDIR at a writable directory"]
-        ) from None
-
-
-def bind_listener(address: str, backlog: int) -> int:
-    """Bind a TCP listener with TCP_NODELAY (inherited by accepted sockets); its descriptor."""
-    import socket
-
-    host, port = split_host_port(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    listener.bind((host, port))
-    listener.listen(backlog)
-    return listener.detach()
-
-
-def write_files(files: Mapping[str, str]) -> None:
-    for path, content in files.items():
-        temporary = f"{path}.{os.getpid()}"
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write(content)
-        os.replace(temporary, path)
-
-
-def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
-    try:
-        prepare_runtime(plan.runtime_dir, plan.files)
-    except ConfigError as error:
-        exit_with_problems(error.problems, plan.log_format)
-    if plan.prebind:
-        try:
-            descriptor = bind_listener(plan.prebind, plan.backlog)
-        except OSError as error:
-            say(plan.log_format, "error", f"cannot listen on {plan.prebind}: {error.strerror}")
-            raise SystemExit(1) from None
-        if descriptor != UVICORN_SOCKET_FD:
-            os.dup2(descriptor, UVICORN_SOCKET_FD, inheritable=True)
-            os.close(descriptor)
-        else:
-            os.set_inheritable(descriptor, True)
-    if plan.server == "hypercorn":
-        # Hypercorn's master terminate()s the remaining workers as soon as the first
-        # one has shut down, and its workers have no SIGTERM handler, so a request
-        # still running in another worker is cut off. Hypercorn guards SIGINT by
-        # ignoring it while it spawns workers; this does the same for SIGTERM. The
-        # ignored disposition survives exec into the workers, which still stop
-        # gracefully through Hypercorn's shutdown event; the master installs its
-        # own SIGTERM handler right after spawning them.
-        import signal
-
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    env = dict(environ)
-    env.update(plan.env)
-    # the servers find the JSON formatter and the path filter as `asgi_start`
-    env["PYTHONPATH"] = with_path_first(plan.runtime_dir, env.get("PYTHONPATH"))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(plan.argv[0], plan.argv, env)  # noqa: S606 -- an argv list, never a shell
-
-
-# --------------------------------------------------------------------------
-# Health check (the image's HEALTHCHECK): stdlib only, no curl needed.
-# --------------------------------------------------------------------------
-
-
-def healthcheck_target(settings: Settings) -> tuple[str, int, bool]:
-    """Host, port and TLS flag of the first TCP listener, reached from inside the container."""
-    for address in default_binds(settings):
-        host, port = split_host_port(address)
-        if port is not None:
-            if host in ("0.0.0.0", ""):
-                host = "127.0.0.1"
-            elif host == "::":
-                host = "::1"
-            return host, port, settings.tls
-    raise ConfigError(["--healthcheck needs a HOST:PORT listener; BIND has none"])
-
-
-def healthcheck(settings: Settings, timeout: float = 5.0) -> int:
-    import http.client
-    import ssl
-
-    host, port, tls = healthcheck_target(settings)
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # the server's own, possibly self-signed, certificate
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, port, timeout=timeout, context=context
-        )
-    else:
-        connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    url = f"{'https' if tls else 'http'}://{join_host_port(host, port)}{settings.healthcheck_path}"
-    try:
-        connection.request("GET", settings.healthcheck_path, headers={"User-Agent": f"{PROG}-healthcheck"})
-        status = connection.getresponse().status
-    except (OSError, http.client.HTTPException) as error:
-        print(f"{PROG}: unhealthy: {url}: {error}", file=sys.stderr)
-        return 1
-    finally:
-        connection.close()
-    healthy = status < 500
-    print(f"{PROG}: {'healthy' if healthy else 'unhealthy'}: {url} answered {status}", file=sys.stderr)
-    return 0 if healthy else 1
-
-
-# --------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------
-
-USAGE = """usage: python start.py [--dry-run | --healthcheck | --help | --version] [-- SERVER-ARGS...]
-
-Start an ASGI app under Gunicorn (Uvicorn workers), Uvicorn or Hypercorn,
-configured from the environment, then become the server (exec).
-
-  --dry-run      print the plan as one JSON object and exit; runs nothing
-  --healthcheck  request HEALTHCHECK_PATH from the running server; 0 if healthy
-  --help         this text and the environment variables
-  --version      print the version
-  -- ARGS        appended unchanged to the server's command line
-
-Exit status: 0 dry-run/help done, 2 configuration error, the pre-start
-script's status when it fails, otherwise the server's own (start.py execs it).
-
-A worker that dies is replaced by Gunicorn and Uvicorn; Hypercorn stops the
-whole server instead (exit status 0), so give it a restart policy of always.
-"""
-
-
-def help_text() -> str:
-    lines = [USAGE, "Environment variables (unset or empty means the default):"]
-    group = None
-    for var in VARIABLES:
-        if var.group != group:
-            group = var.group
-            lines.append(f"\n{group}:")
-        names = " / ".join((var.name, *var.aliases))
-        lines.append(f"  {names}  [default: {var.shown.replace('`', '')}]")
-        lines.append(f"      {var.help.replace('`', '')}")
-    return "\n".join(lines) + "\n"
-
-
-def markdown_table() -> str:
-    """The README's environment table, generated from VARIABLES."""
-    lines = []
-    group = None
-    for var in VARIABLES:
-        if var.group != group:
-            if group is not None:
-                lines.append("")
-            group = var.group
-            lines += [f"#### {group}", "", "| variable | default | meaning |", "|---|---|---|"]
-        names = f"`{var.name}`" + "".join(f" (alias `{alias}`)" for alias in var.aliases)
-        lines.append(f"| {names} | {var.shown} | {var.help} |")
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    environ = os.environ if environ is None else environ
-    extra: list[str] = []
-    if "--" in args:
-        split = args.index("--")
-        args, extra = args[:split], args[split + 1 :]
-    known = {"--dry-run", "--healthcheck", "--help", "-h", "--version"}
-    unknown = [arg for arg in args if arg not in known]
-    if unknown or len(args) > 1:
-        print(
-            f"{PROG}: error: unexpected arguments {' '.join(unknown or args)} (server arguments go after --)",
-            file=sys.stderr,
-        )
-        print(USAGE.splitlines()[0], file=sys.stderr)
-        return 2
-    mode = args[0] if args else "start"
-    if mode in ("--help", "-h"):
-        sys.stdout.write(help_text())
-        return 0
-    if mode == "--version":
-        print(f"{PROG} {__version__}")
-        return 0
-    try:
-        settings = parse_settings(environ)
-        if mode == "--healthcheck":
-            return healthcheck(settings)
-        plan = plan_launch(settings, probe_facts(settings), extra)
-    except ConfigError as error:
-        exit_with_problems(error.problems, log_format_of(environ))
-    if mode == "--dry-run":
-        print(to_json(plan.as_dict(), indent=2))
-        return 0
-    if plan.prestart:
-        status = run_prestart(plan.prestart, environ, plan.log_format)
-        if status != 0:
-            message = f"pre-start script {plan.prestart[-1]} exited with status {status}; not starting the server"
-            say(plan.log_format, "error", message)
-            return status
-    say(plan.log_format, "info", plan.summary())
-    exec_server(plan, environ)
+        with open(__file__, "rb") as file:
+            header = file.read(16)
+        with open(source_path, "rb") as file:
+            source = file.read()
+    except OSError:
+        return  # no source beside it: the bytecode is all there is
+    flags = int.from_bytes(header[4:8], "little")
+    if flags & 1 and header[8:16] == _imp.source_hash(bootstrap._RAW_MAGIC_NUMBER, source):
+        return
+    os.execv(sys.executable, [sys.executable, source_path, *argv])  # noqa: S606 -- an argv list
 
 
 if __name__ == "__main__":
+    run_source_if_bytecode_is_stale(sys.argv[1:])
     sys.exit(main())

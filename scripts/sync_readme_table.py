@@ -1,4 +1,8 @@
-"""Regenerate the README's environment table from start.py's VARIABLES (a test checks they agree)."""
+"""Regenerate the README's generated tables from start.py's VARIABLES (a test checks they agree).
+
+<!-- env-table:... --> holds every variable; <!-- server-table:... --> what each
+one-to-one variable becomes under each server.
+"""
 
 import re
 import sys
@@ -9,13 +13,16 @@ sys.path.insert(0, str(REPO))
 
 import start  # noqa: E402
 
+TABLES = {"env-table": start.markdown_table, "server-table": start.server_table}
+
 readme = REPO / "README.md"
-text = readme.read_text()
-updated = re.sub(
-    r"(<!-- env-table:start -->\n).*?(<!-- env-table:end -->)",
-    lambda match: match.group(1) + start.markdown_table() + match.group(2),
-    text,
-    flags=re.S,
-)
+text = updated = readme.read_text()
+for marker, generate in TABLES.items():
+    updated = re.sub(
+        rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)",
+        lambda match, generate=generate: match.group(1) + generate() + match.group(2),
+        updated,
+        flags=re.S,
+    )
 readme.write_text(updated)
-print("README.md table", "updated" if updated != text else "already in sync")
+print("README.md tables", "updated" if updated != text else "already in sync")

@@ -121,6 +121,20 @@ def test_logging_conf_replaces_the_built_in_configuration(servers, tmp_path, ser
     assert "MINE main app says hello to the log" in lines
 
 
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_a_python_logging_conf_runs_once_per_start(servers, tmp_path, server_name):
+    """start.py runs it to check it and hands the servers the dictionary; no config file runs it again."""
+    runs = tmp_path / "runs.txt"
+    conf = tmp_path / "counting_logging.py"
+    conf.write_text(
+        f"with open({str(runs)!r}, 'a') as runs:\n    runs.write('ran\\n')\n"
+        "LOGGING_CONFIG = {'version': 1, 'disable_existing_loggers': False}\n"
+    )
+    server = start_logging_app(servers, tmp_path, SERVER=server_name, LOGGING_CONF=str(conf))
+    stop(server)
+    assert runs.read_text() == "ran\n"
+
+
 def test_broken_logging_conf_stops_the_start(tmp_path):
     from helpers import run_start
 

@@ -121,3 +121,68 @@ def test_effective_cpu_count_is_min_of_affinity_and_ceil_quota(tmp_path, quota, 
     root = make_tree(tmp_path, "4:cpu,cpuacct:/\n", V1_MOUNTINFO.format(root="/"), v1_limits("/", quota))
     cpus = start.effective_cpu_count(start.parse_settings({}), root=root, affinity=affinity)
     assert (cpus.count, cpus.source) == expected
+
+
+# --- the memory limit (WORKER_MEMORY) ------------------------------------------------
+
+MiB = 1 << 20
+V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 writes for "no limit"
+
+
+def v1_memory(path: str, limit: str) -> dict[str, str]:
+    return {"/sys/fs/cgroup/memory" + path.rstrip("/") + "/memory.limit_in_bytes": limit + "\n"}
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (v1_memory("/", V1_UNLIMITED), None),
+        (v1_memory("/", str(512 * MiB)), 512 * MiB),
+        (v1_memory("/", "garbage"), None),
+        (v1_memory("/", "0"), None),
+        ({}, None),
+    ],
+)
+def test_v1_memory_limit(tmp_path, files, expected):
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/\n3:memory:/\n", V1_MOUNTINFO.format(root="/"), files)
+    assert start.cgroup_memory_limit(root) == expected
+
+
+def test_v1_memory_lowest_limit_up_the_hierarchy(tmp_path):
+    files = {
+        **v1_memory("/", V1_UNLIMITED),
+        **v1_memory("/kubepods", str(1024 * MiB)),
+        **v1_memory("/kubepods/pod1", str(768 * MiB)),
+        **v1_memory("/kubepods/pod1/c1", V1_UNLIMITED),
+    }
+    root = make_tree(tmp_path, "3:memory:/kubepods/pod1/c1\n", V1_MOUNTINFO.format(root="/"), files)
+    assert start.cgroup_memory_limit(root) == 768 * MiB
+
+
+@pytest.mark.parametrize(
+    ("memory_max", "expected"), [("max\n", None), (f"{256 * MiB}\n", 256 * MiB), ("junk\n", None), ("", None)]
+)
+def test_v2_memory_max(tmp_path, memory_max, expected):
+    root = make_tree(tmp_path, "0::/\n", V2_MOUNTINFO.format(root="/"), {"/sys/fs/cgroup/memory.max": memory_max})
+    assert start.cgroup_memory_limit(root) == expected
+
+
+def test_v2_memory_nested_takes_the_lowest(tmp_path):
+    files = {
+        "/sys/fs/cgroup/memory.max": "max\n",
+        "/sys/fs/cgroup/kubepods.slice/memory.max": f"{2048 * MiB}\n",
+        "/sys/fs/cgroup/kubepods.slice/pod.slice/memory.max": f"{512 * MiB}\n",
+        "/sys/fs/cgroup/kubepods.slice/pod.slice/ctr.scope/memory.max": "max\n",
+    }
+    root = make_tree(tmp_path, "0::/kubepods.slice/pod.slice/ctr.scope\n", V2_MOUNTINFO.format(root="/"), files)
+    assert start.cgroup_memory_limit(root) == 512 * MiB
+
+
+def test_memory_limit_is_read_only_when_worker_memory_is_set(tmp_path):
+    root = make_tree(tmp_path, "0::/\n", V2_MOUNTINFO.format(root="/"), {"/sys/fs/cgroup/memory.max": f"{MiB}\n"})
+    problems: list[str] = []
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    without = start.probe_facts(start.parse_settings({}), problems, str(app_dir), root)
+    with_budget = start.probe_facts(start.parse_settings({"WORKER_MEMORY": "1M"}), problems, str(app_dir), root)
+    assert (without.memory_limit, with_budget.memory_limit, problems) == (None, MiB, [])

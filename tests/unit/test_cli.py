@@ -106,15 +106,16 @@ def test_help_lists_every_variable_with_its_default():
     assert "WORKERS_PER_CORE  [default: 1]" in result.stdout
 
 
-def readme_table() -> str:
+def readme_table(marker: str = "env-table") -> str:
     text = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- env-table:start -->\n(.*?)<!-- env-table:end -->", text, re.S)
-    assert match, "README.md lacks the env-table markers"
+    match = re.search(rf"<!-- {marker}:start -->\n(.*?)<!-- {marker}:end -->", text, re.S)
+    assert match, f"README.md lacks the {marker} markers"
     return match.group(1)
 
 
 def test_readme_table_is_generated_from_the_code_table():
     assert readme_table() == start.markdown_table(), "regenerate: python scripts/sync_readme_table.py"
+    assert readme_table("server-table") == start.server_table(), "regenerate: python scripts/sync_readme_table.py"
 
 
 def test_contract_variables_are_all_implemented():
@@ -180,3 +181,21 @@ def test_vermin_says_python_3_9():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compiled_start_runs_and_gives_way_to_a_changed_source(tmp_path):
+    """The image runs /start.pyc (compiled at build); a start.py changed since then runs instead."""
+    import py_compile
+
+    copy = tmp_path / "start.py"
+    copy.write_text(START.read_text())
+    py_compile.compile(
+        str(copy),
+        cfile=str(tmp_path / "start.pyc"),
+        doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
+    run = [sys.executable, str(tmp_path / "start.pyc"), "--version"]
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == f"asgi-start {start.__version__}\n"
+    copy.write_text(START.read_text().replace(f'__version__ = "{start.__version__}"', '__version__ = "9.9.9"'))
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == "asgi-start 9.9.9\n"

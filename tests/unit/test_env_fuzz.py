@@ -275,6 +275,25 @@ def test_any_environment_gives_a_plan_or_one_line_errors_in_process(app_dir, env
     check_outcome(environ, status, stdout, stderr)
 
 
+@pytest.fixture(scope="module")
+def without_config_files(tmp_path_factory):
+    """start.py as if copied alone: no config file beside it, so every setting goes on the command line."""
+    empty = tmp_path_factory.mktemp("start-alone")
+    original = start.launcher_path
+    start.launcher_path = lambda: str(empty / "start.py")
+    yield
+    start.launcher_path = original
+
+
+@settings(settings.get_profile("env-fuzz"), max_examples=HUNT or 300)
+@given(environ=ENVIRONS)
+def test_any_environment_without_config_files_gives_a_plan_or_one_line_errors(app_dir, without_config_files, environ):
+    status, stdout, stderr = dry_run_in_process(environ)
+    check_outcome(environ, status, stdout, stderr)
+    if status == 0 and not {"GUNICORN_CONF", "HYPERCORN_CONF"} & set(environ):
+        assert json.loads(stdout)["config_file"] is None
+
+
 @settings(settings.get_profile("env-fuzz-subprocess"))
 @given(environ=ENVIRONS)
 def test_any_environment_gives_a_plan_or_one_line_errors_as_a_process(app_dir, environ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -101,7 +102,12 @@ def test_gunicorn_with_the_default_config_beside_start(app_dir, tmp_path_factory
         "--preload",
         "main:app",
     ]
-    assert result.env == {}
+    # the config file gets the finished options instead of planning again
+    [options_path] = [path for path in result.files if "/options-" in path]
+    assert result.env == {"ASGI_START_OPTIONS": options_path}
+    options = json.loads(result.files[options_path])
+    assert options["workers"] == 2 and options["bind"] == ["0.0.0.0:80"]
+    assert options["worker_class"] == "uvicorn_worker.UvicornWorker" and "logconfig_dict" in options
     assert result.worker_class == "uvicorn_worker.UvicornWorker"
 
 
@@ -145,9 +151,10 @@ def test_gunicorn_alone_passes_every_setting_through_gunicorn_cmd_args(app_dir):
     assert result.argv == [sys.executable, "-m", "gunicorn", "main:app"]
     assert result.config_file is None
     assert result.env["GUNICORN_CMD_ARGS"] == (
-        "--bind 127.0.0.1:8000 --workers 3 --worker-class uvicorn_worker.UvicornWorker --log-level warning "
-        "--access-logformat '%(h)s - \"%(r)s\" %(s)s' --error-logfile - --timeout 30 --graceful-timeout 7 --keep-alive 2 --no-control-socket --backlog 64 "
-        "--max-requests 100 --max-requests-jitter 10 --forwarded-allow-ips '*' "
+        "--bind 127.0.0.1:8000 --workers 3 --worker-class uvicorn_worker.UvicornWorker "
+        "--access-logformat '%(h)s - \"%(r)s\" %(s)s' --error-logfile - --no-control-socket --backlog 64 "
+        "--forwarded-allow-ips '*' --timeout 30 --graceful-timeout 7 --keep-alive 2 "
+        "--max-requests 100 --max-requests-jitter 10 --log-level warning "
         f"--log-config-json {start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]} "
         # the user's own arguments come last, so they win as with a config file
         "--worker-connections 50"
@@ -200,15 +207,18 @@ def test_missing_packages_are_named(app_dir, installed, env, fragment):
 
 
 def test_gunicorn_settings_for_the_config_file(app_dir):
-    settings = start.parse_settings({"CERTFILE": "c.pem", "KEYFILE": "k.pem", "ACCESS_LOG": "", "ERROR_LOG": ""})
-    options = start.gunicorn_settings(settings, facts_for(app_dir), 4, "asgi")
+    env = {"CERTFILE": "c.pem", "KEYFILE": "k.pem", "ACCESS_LOG": "", "ERROR_LOG": "", "WORKER_CLASS": "asgi"}
+    settings = start.parse_settings({**env, "WEB_CONCURRENCY": "4"})
+    options = start.server_config("gunicorn", settings, facts_for(app_dir), [])
     assert options["workers"] == 4 and options["worker_class"] == "asgi"
     assert options["accesslog"] is None  # disabled at the source, not an empty path
     assert options["errorlog"] == "-"  # where records go is the logging configuration's business
     assert options["logconfig_dict"]["handlers"]["error"] == {"class": "logging.NullHandler"}
     assert options["certfile"] == str(app_dir / "c.pem") and options["keyfile"] == str(app_dir / "k.pem")
     assert options["control_socket_disable"] is True
-    assert set(options) - {"logconfig_dict"} <= set(start.GUNICORN_FLAGS)
+    # every option but the logging dictionary also has a flag, for the start without a config file
+    flags = {key: flag for key, flag, _ in start.gunicorn_options(settings, facts_for(app_dir), 4, "asgi")}
+    assert set(options) - {"logconfig_dict"} <= {key for key, flag in flags.items() if flag}
 
 
 # --- Uvicorn -------------------------------------------------------------------
@@ -221,7 +231,7 @@ def test_uvicorn_multi_worker_gets_a_prebound_nodelay_socket(app_dir):
     assert result.argv == [
         *(sys.executable, "-m", "uvicorn", "main:app", "--fd", "3", "--workers", "2"),
         *("--log-config", start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]),
-        *("--timeout-keep-alive", "5", "--timeout-graceful-shutdown", "120", "--loop", "asyncio"),
+        *("--timeout-graceful-shutdown", "120", "--timeout-keep-alive", "5", "--loop", "asyncio"),
     ]
 
 
@@ -341,20 +351,11 @@ def test_hypercorn_alone_with_tls_and_plain_http(app_dir):
     assert result.bind == ["127.0.0.1:8443", "127.0.0.1:8080", "127.0.0.1:8443"]
     assert result.argv == [
         *(sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:8443", "--insecure-bind", "127.0.0.1:8080"),
-        *("--quic-bind", "127.0.0.1:8443", "--workers", "2", "--worker-class", "uvloop", "--log-level", "info"),
-        *(
-            "--access-logfile",
-            "-",
-            "--access-logformat",
-            start.HYPERCORN_ACCESS_FORMAT,
-            "--keep-alive",
-            "5",
-            "--graceful-timeout",
-            "120",
-            "--backlog",
-            "100",
-        ),
+        *("--workers", "2", "--worker-class", "uvloop"),
+        *("--access-logfile", "-", "--access-logformat", start.HYPERCORN_ACCESS_FORMAT),
+        *("--quic-bind", "127.0.0.1:8443"),
         *("--certfile", str(app_dir / "c.pem"), "--keyfile", str(app_dir / "k.pem")),
+        *("--backlog", "100", "--graceful-timeout", "120", "--keep-alive", "5", "--log-level", "info"),
         *("--log-config", "json:" + start.logging_file(start.parse_settings(env), facts_for(app_dir))[0], "main:app"),
     ]
 

@@ -21,14 +21,14 @@ def test_defaults_come_from_the_table():
     settings = parse()
     for var in start.VARIABLES:
         if var.default is not None:
-            assert getattr(settings, var.attribute) == var.parse(var.default), var.name
+            assert settings.values[var.name] == var.parse(var.default), var.name
     assert (settings.server, settings.port, settings.host, settings.workers_per_core) == (
         "gunicorn",
         80,
         "0.0.0.0",
         1.0,
     )
-    assert (settings.timeout, settings.graceful_timeout, settings.keep_alive) == (120, 120, 5)
+    assert [settings.values[name] for name in ("TIMEOUT", "GRACEFUL_TIMEOUT", "KEEP_ALIVE")] == [120, 120, 5]
     assert (settings.access_log, settings.error_log, settings.log_level) == ("-", "-", "info")
     assert settings.with_reload is False and settings.web_concurrency is None
 
@@ -171,7 +171,7 @@ def test_use_tcp_defaults_to_true_only_where_it_exists():
     ],
 )
 def test_bind_addresses(env, binds):
-    assert start.default_binds(parse(**env)) == binds
+    assert start.binds(parse(**env)) == binds
 
 
 @pytest.mark.parametrize(

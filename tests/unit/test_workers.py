@@ -56,3 +56,76 @@ def test_python_cpu_count_overrides_everything(tmp_path):
     }
     default = start.parse_settings({"PYTHON_CPU_COUNT": "default"})
     assert start.effective_cpu_count(default, root=str(tmp_path), affinity=3).count == 3
+
+
+# --- WORKER_MEMORY ---------------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("256M", 256 * MiB),
+        ("256m", 256 * MiB),
+        ("512Mi", 512 * MiB),
+        ("1G", 1024 * MiB),
+        ("1Gi", 1024 * MiB),
+        ("1.5G", 1536 * MiB),
+        ("64k", 64 * 1024),
+        ("1048576", MiB),
+        (" 200M ", 200 * MiB),
+    ],
+)
+def test_worker_memory_sizes(raw, expected):
+    assert start.parse_settings({"WORKER_MEMORY": raw}).worker_memory == expected
+
+
+@pytest.mark.parametrize("raw", ["lots", "0", "-1M", "1e9", "M", "12Q", "5i", "1.2.3G", "١٠M", "2P"])
+def test_worker_memory_bad_values_name_the_variable(raw):
+    with pytest.raises(start.ConfigError) as caught:
+        start.parse_settings({"WORKER_MEMORY": raw})
+    [problem] = caught.value.problems
+    assert problem.startswith(f"WORKER_MEMORY={raw!r} is not valid; expected a size such as 256M")
+
+
+@pytest.mark.parametrize(
+    ("env", "cpus", "limit", "expected"),
+    [
+        # the case: 8 CPUs, 512 MiB, 200 MiB a worker
+        (
+            {"WORKER_MEMORY": "200M"},
+            8,
+            512 * MiB,
+            (2, "2 workers = 512 MiB limit ÷ WORKER_MEMORY 200 MiB (CPU rule: 8)"),
+        ),
+        (
+            {"WORKER_MEMORY": "150M"},
+            4,
+            512 * MiB,
+            (3, "3 workers = 512 MiB limit ÷ WORKER_MEMORY 150 MiB (CPU rule: 4)"),
+        ),
+        ({"WORKER_MEMORY": "1G"}, 4, 512 * MiB, (1, "1 worker = 512 MiB limit ÷ WORKER_MEMORY 1 GiB (CPU rule: 4)")),
+        ({"WORKER_MEMORY": "100M"}, 2, 512 * MiB, (2, "2 workers = 2 CPUs (test) × WORKERS_PER_CORE 1")),  # CPU decides
+        ({"WORKER_MEMORY": "100M"}, 8, None, (8, "8 workers = 8 CPUs (test) × WORKERS_PER_CORE 1")),  # no limit
+        ({"WORKER_MEMORY": "200M", "MAX_WORKERS": "3"}, 8, 512 * MiB, (2, None)),  # after MAX_WORKERS
+        ({"WORKER_MEMORY": "200M", "WEB_CONCURRENCY": "6"}, 8, 512 * MiB, (6, "6 workers = WEB_CONCURRENCY")),
+        ({"WORKER_MEMORY": "200M", "WITH_RELOAD": "1"}, 8, 512 * MiB, (1, None)),
+    ],
+)
+def test_worker_count_fits_the_memory_limit(env, cpus, limit, expected):
+    count, reason = start.compute_workers(start.parse_settings(env), start.CpuCount(cpus, "test"), limit)
+    assert count == expected[0]
+    if expected[1]:
+        assert reason == expected[1]
+
+
+def test_web_concurrency_beyond_the_memory_budget_is_started_with_a_warning():
+    settings = start.parse_settings({"WORKER_MEMORY": "200M", "WEB_CONCURRENCY": "6"})
+    [warning] = start.worker_warnings(settings, 6, 512 * MiB)
+    assert warning.startswith("WEB_CONCURRENCY=6 exceeds the memory budget (512 MiB limit ÷ WORKER_MEMORY 200 MiB = 2)")
+    assert start.worker_warnings(settings, 6, None) == []
+    assert (
+        start.worker_warnings(start.parse_settings({"WEB_CONCURRENCY": "2", "WORKER_MEMORY": "200M"}), 2, 512 * MiB)
+        == []
+    )
