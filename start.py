@@ -171,7 +171,10 @@ def parse_memory(raw: str) -> int:
     whole, _, fraction = digits.partition(".")
     if unit not in MEMORY_UNITS or not (digits.isascii() and (whole + fraction).isdigit() and whole + fraction):
         raise ValueError(accepted)
-    value = int(float(digits) * MEMORY_UNITS[unit])
+    if len(digits) > 20:  # past MAX_MEMORY in any unit; keeps the arithmetic small
+        raise ValueError(accepted)
+    scale = MEMORY_UNITS[unit]
+    value = int(whole or "0") * scale + int(fraction or "0") * scale // 10 ** len(fraction)
     if not 1 <= value <= MAX_MEMORY:
         raise ValueError(accepted)
     return value

@@ -81,7 +81,9 @@ def test_worker_memory_sizes(raw, expected):
     assert start.parse_settings({"WORKER_MEMORY": raw}).worker_memory == expected
 
 
-@pytest.mark.parametrize("raw", ["lots", "0", "-1M", "1e9", "M", "12Q", "5i", "1.2.3G", "١٠M", "2P"])
+@pytest.mark.parametrize(
+    "raw", ["lots", "0", "-1M", "1e9", "M", "12Q", "5i", "1.2.3G", "١٠M", "2P", "9" * 400 + "M", "0." + "9" * 400]
+)
 def test_worker_memory_bad_values_name_the_variable(raw):
     with pytest.raises(start.ConfigError) as caught:
         start.parse_settings({"WORKER_MEMORY": raw})
