@@ -174,7 +174,7 @@ def parse_memory(raw: str) -> int:
     if len(digits) > 20:  # past MAX_MEMORY in any unit; keeps the arithmetic small
         raise ValueError(accepted)
     scale = MEMORY_UNITS[unit]
-    value = int(whole or "0") * scale + int(fraction or "0") * scale // 10 ** len(fraction)
+    value: int = int(whole or "0") * scale + int(fraction or "0") * scale // 10 ** len(fraction)
     if not 1 <= value <= MAX_MEMORY:
         raise ValueError(accepted)
     return value
