@@ -24,20 +24,28 @@ def _asgi_start_options():
         import json
 
         with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    # By hand: start.py, loaded as a module (its cached bytecode is used), as `asgi_start`,
-    # the name under which the servers also find its log formatters.
-    import importlib.util
-    import sys
+            options = json.load(file)
+    else:
+        # By hand: start.py, loaded as a module (its cached bytecode is used), as `asgi_start`,
+        # the name under which the servers also find its log formatters and hooks.
+        import importlib.util
+        import sys
 
-    launcher_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "start.py")
-    spec = importlib.util.spec_from_file_location("asgi_start", launcher_path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"asgi-start: error: cannot load {launcher_path}, which gunicorn_conf.py needs beside it")
-    launcher = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("asgi_start", launcher)
-    spec.loader.exec_module(launcher)
-    return launcher.gunicorn_config()
+        launcher_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "start.py")
+        spec = importlib.util.spec_from_file_location("asgi_start", launcher_path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"asgi-start: error: cannot load {launcher_path}, which gunicorn_conf.py needs beside it")
+        launcher = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault("asgi_start", launcher)
+        spec.loader.exec_module(launcher)
+        options = launcher.gunicorn_config()
+    # Hooks are code: the options name their functions in the module asgi_start.
+    hooks = options.pop("asgi_start_hooks", {})
+    if hooks:
+        import asgi_start
+
+        options.update({hook: getattr(asgi_start, function) for hook, function in hooks.items()})
+    return options
 
 
 globals().update(_asgi_start_options())

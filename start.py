@@ -63,6 +63,9 @@ PACKAGE_OF_MODULE = {
     "uvloop": "uvloop",
     "trio": "trio",
 }
+# The key under which the options name Gunicorn's hooks, and why each is there.
+HOOKS_KEY = "asgi_start_hooks"
+HOOK_PURPOSE = {"child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR"}
 # Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
 UVICORN_SOCKET_FD = 3
 # The environment variable that tells a default config file where start.py left its options.
@@ -399,6 +402,7 @@ TIMES = "Time limits"
 LOGS = "Logs"
 CLASSES = "Worker class and config files"
 PRESTART = "Pre-start and health check"
+METRICS = "Metrics"
 
 
 def same(key: str, flag: str, **extra: Any) -> dict[str, To]:
@@ -467,6 +471,7 @@ VARIABLES = (
     Var("GUNICORN_CONF", parse_path, None, "Gunicorn config file (path, or `python:module`)", CLASSES, shown="`gunicorn_conf.py`, else `app/gunicorn_conf.py`, else the default beside start.py"),
     Var("HYPERCORN_CONF", parse_path, None, "Hypercorn config (a path, `file:` path, `python:` module, or a `.toml` file)", CLASSES, shown="`hypercorn_conf.py`, else `app/hypercorn_conf.py`, else the default beside start.py"),
     Var("GUNICORN_CMD_ARGS", parse_text, None, "read by Gunicorn itself; wins over the config file", CLASSES),
+    Var("PROMETHEUS_MULTIPROC_DIR", parse_path, None, "prometheus_client’s multiprocess directory: created if missing and emptied of an earlier run’s metric files before the server starts; under Gunicorn a worker that exits is marked dead, so live gauges count live workers only", METRICS),
     Var("PRE_START_PATH", parse_path, None, "run before the server: `.py` with start.py’s interpreter, `.sh` with `sh`, else executed directly; a non-zero exit stops the start with that status; a path given here must exist", PRESTART, shown="`prestart.py`, else `prestart.sh`, if present"),
     Var("HEALTHCHECK_PATH", parse_http_path, "/", "path requested by `start.py --healthcheck` (the image’s HEALTHCHECK); healthy below status 500", PRESTART),
 )
@@ -517,6 +522,7 @@ class Settings:
         self.gunicorn_cmd_args: str | None = values["GUNICORN_CMD_ARGS"]
         self.pre_start_path: str | None = values["PRE_START_PATH"]
         self.healthcheck_path: str = values["HEALTHCHECK_PATH"]
+        self.prometheus_multiproc_dir: str | None = values["PROMETHEUS_MULTIPROC_DIR"]
 
     @property
     def tls(self) -> bool:
@@ -1304,6 +1310,9 @@ def check_paths(settings: Settings, facts: Facts, problems: list[str]) -> None:
     for directory in settings.reload_dirs or ():
         if not os.path.isdir(facts.path(directory)):
             problems.append(f"RELOAD_DIRS: {facts.path(directory)} is not a directory")
+    metrics = settings.prometheus_multiproc_dir
+    if metrics and os.path.lexists(facts.path(metrics)) and not os.path.isdir(facts.path(metrics)):
+        problems.append(f"PROMETHEUS_MULTIPROC_DIR={metrics!r}: {facts.path(metrics)} exists and is not a directory")
 
 
 def require_installed(module: str, facts: Facts, why: str, problems: list[str]) -> bool:
@@ -1458,6 +1467,7 @@ class Plan:
         files: dict[str, str] | None = None,
         memory_limit: int | None = None,
         warnings: list[str] | None = None,
+        metrics_dir: str | None = None,
     ) -> None:
         self.server = server
         self.requested_server = requested_server
@@ -1480,6 +1490,7 @@ class Plan:
         self.files = files or {}  # path -> content, written by start.py before exec
         self.memory_limit = memory_limit
         self.warnings = warnings or []  # said before the server starts
+        self.metrics_dir = metrics_dir  # prometheus_client's, prepared before the server starts
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -1505,6 +1516,7 @@ class Plan:
             "runtime_dir": self.runtime_dir,
             "files": sorted(self.files),
             "warnings": self.warnings,
+            "metrics_dir": self.metrics_dir,
         }
 
     def summary(self) -> str:
@@ -1540,6 +1552,19 @@ class Launch:
         self.config_file: str | None = None
         self.worker_class: str | None = None
         self.prebind: str | None = None
+        self.warnings: list[str] = []
+
+
+def gunicorn_hooks(settings: Settings) -> dict[str, str]:
+    """Gunicorn's server hooks, by the name of their function in the module `asgi_start`.
+
+    A hook is code, so it can only reach Gunicorn through a config file, which
+    looks the names up (JSON carries names, not functions).
+    """
+    hooks = {}
+    if settings.prometheus_multiproc_dir:
+        hooks["child_exit"] = "gunicorn_child_exit"
+    return hooks
 
 
 def hand_over_options(facts: Facts, config: dict[str, Any], settings: Settings, launch: Launch) -> None:
@@ -1561,8 +1586,12 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     if config_file:
         # A user's own config (or GUNICORN_CMD_ARGS) can still override any setting.
         launch.argv += ["--config", config_file]
-        hand_over_options(facts, as_config(options), settings, launch)
+        hand_over_options(facts, {**as_config(options), HOOKS_KEY: gunicorn_hooks(settings)}, settings, launch)
     else:
+        for hook in gunicorn_hooks(settings):
+            launch.warnings.append(
+                f"without a Gunicorn config file its {hook} hook cannot be set: {HOOK_PURPOSE[hook]}"
+            )
         # No config file: hand the settings over in GUNICORN_CMD_ARGS, ahead of the
         # user's own, so Gunicorn's precedence (their flags win) still holds.
         if facts.version("gunicorn") < (25, 1):
@@ -1671,7 +1700,8 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
         backlog=settings.backlog,
         files={log_file: log_content, **launch.files},
         memory_limit=facts.memory_limit,
-        warnings=worker_warnings(settings, workers, facts.memory_limit),
+        warnings=worker_warnings(settings, workers, facts.memory_limit) + launch.warnings,
+        metrics_dir=facts.path(settings.prometheus_multiproc_dir) if settings.prometheus_multiproc_dir else None,
     )
 
 
@@ -1687,9 +1717,9 @@ def server_config(server: str, settings: Settings, facts: Facts, problems: list[
     workers, _ = compute_workers(settings, facts.cpus, facts.memory_limit)
     if server == "gunicorn":
         options = gunicorn_options(settings, facts, workers, resolve_gunicorn_worker_class(settings, facts, problems))
+        config = {**as_config(options), HOOKS_KEY: gunicorn_hooks(settings)}
     else:
-        options = hypercorn_options(settings, facts, workers)
-    config = as_config(options)
+        config = as_config(hypercorn_options(settings, facts, workers))
     config["logconfig_dict"] = effective_logging(settings, facts)
     return config
 
@@ -1941,9 +1971,38 @@ def bind_listener(address: str, backlog: int) -> int:
     return listener.detach()
 
 
+# prometheus_client's multiprocess files: `<type>_<pid>.db`, gauges `gauge_<mode>_<pid>.db`.
+METRIC_FILE_TYPES = ("counter", "histogram", "summary", "gauge")
+
+
+def is_metric_file(name: str) -> bool:
+    stem, dot, suffix = name.rpartition(".")
+    kind, _, pid = stem.rpartition("_")
+    return dot == "." and suffix == "db" and pid.isdigit() and kind.partition("_")[0] in METRIC_FILE_TYPES
+
+
+def prepare_metrics_dir(directory: str) -> None:
+    """Create PROMETHEUS_MULTIPROC_DIR, and remove an earlier run's metric files (nothing else) from it."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if is_metric_file(name):
+                os.unlink(os.path.join(directory, name))
+        probe = os.path.join(directory, f".asgi-start-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(
+            [f"PROMETHEUS_MULTIPROC_DIR: cannot prepare {directory}: {error.strerror}; it must be a writable directory"]
+        ) from None
+
+
 def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
     try:
         prepare_runtime(plan.runtime_dir, plan.files)
+        if plan.metrics_dir:
+            prepare_metrics_dir(plan.metrics_dir)
     except ConfigError as error:
         exit_with_problems(error.problems, plan.log_format)
     if plan.prebind:
@@ -2293,6 +2352,17 @@ def _log_classes() -> dict[str, Any]:
 
     _LOG_CLASSES.update(JsonFormatter=JsonFormatter, TextFormatter=TextFormatter, AccessPathFilter=AccessPathFilter)
     return _LOG_CLASSES
+
+
+def gunicorn_child_exit(server: Any, worker: Any) -> None:
+    """Gunicorn's child_exit hook: an exited worker's live gauges leave prometheus_client's sums."""
+    import importlib
+
+    try:
+        multiprocess = importlib.import_module("prometheus_client.multiprocess")
+    except ImportError:  # the app does not use prometheus_client
+        return
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def one_line(message: str) -> str:

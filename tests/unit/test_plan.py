@@ -216,9 +216,9 @@ def test_gunicorn_settings_for_the_config_file(app_dir):
     assert options["logconfig_dict"]["handlers"]["error"] == {"class": "logging.NullHandler"}
     assert options["certfile"] == str(app_dir / "c.pem") and options["keyfile"] == str(app_dir / "k.pem")
     assert options["control_socket_disable"] is True
-    # every option but the logging dictionary also has a flag, for the start without a config file
+    # every option but the logging dictionary and the hooks (code) also has a flag, for the start without a config file
     flags = {key: flag for key, flag, _ in start.gunicorn_options(settings, facts_for(app_dir), 4, "asgi")}
-    assert set(options) - {"logconfig_dict"} <= {key for key, flag in flags.items() if flag}
+    assert set(options) - {"logconfig_dict", "asgi_start_hooks"} <= {key for key, flag in flags.items() if flag}
 
 
 # --- Uvicorn -------------------------------------------------------------------
@@ -434,3 +434,44 @@ def test_installed_version_reads_metadata_without_importing():
     expected = tuple(int(part) for part in metadata.version("gunicorn").split(".")[:3])
     assert start.installed_version("gunicorn") == expected and "gunicorn" not in sys.modules
     assert start.installed_version("no-such-distribution-here") == (0,)
+
+
+# --- PROMETHEUS_MULTIPROC_DIR -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "is_metric"),
+    [
+        ("counter_17.db", True),
+        ("gauge_livesum_17.db", True),
+        ("gauge_all_9.db", True),
+        ("histogram_3.db", True),
+        ("summary_44.db", True),
+        ("counter_x.db", False),
+        ("counter_17.db.bak", False),
+        ("notes.txt", False),
+        ("mydata_17.db", False),
+        ("17.db", False),
+    ],
+)
+def test_only_prometheus_client_files_are_removed(tmp_path, name, is_metric):
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / name).write_text("")
+    start.prepare_metrics_dir(str(directory))
+    assert (directory / name).exists() is not is_metric
+    assert start.is_metric_file(name) is is_metric
+
+
+def test_gunicorn_marks_dead_workers_through_its_config_file(app_dir, tmp_path_factory):
+    start_dir = tmp_path_factory.mktemp("image-root")
+    (start_dir / "gunicorn_conf.py").write_text("")
+    result = plan(app_dir, {"PROMETHEUS_MULTIPROC_DIR": "metrics"}, start_dir=start_dir)
+    options = json.loads(result.files[result.env["ASGI_START_OPTIONS"]])
+    assert options["asgi_start_hooks"] == {"child_exit": "gunicorn_child_exit"}
+    assert result.metrics_dir == str(app_dir / "metrics") and result.warnings == []
+    # without a config file, no hook can be set: said, not silently dropped
+    [warning] = plan(app_dir, {"PROMETHEUS_MULTIPROC_DIR": "metrics"}).warnings
+    assert "child_exit" in warning and "PROMETHEUS_MULTIPROC_DIR" in warning
+    plain = plan(app_dir, {}, start_dir=start_dir)
+    assert json.loads(plain.files[plain.env["ASGI_START_OPTIONS"]])["asgi_start_hooks"] == {}

@@ -1,0 +1,98 @@
+"""prometheus_client's multiprocess mode under Gunicorn with 2 workers, through start.py:
+counts add up across workers, an earlier run's files do not leak in, and a killed and
+replaced worker leaves the livesum gauge at the live count."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import Server, clean_env, copy_app, free_port, http_get, wait_for_workers, worker_pids
+
+pytestmark = pytest.mark.e2e
+pytest.importorskip("prometheus_client")
+
+
+def metric(server: Server, name: str) -> float:
+    status, text = http_get(server.url("/metrics"))
+    assert status == 200
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert match, text
+    return float(match.group(1))
+
+
+def earlier_run(metrics_dir, app_dir) -> None:
+    """A real earlier run's files: 100 requests counted by a process that is gone."""
+    script = "import main\nfor _ in range(100):\n    main.REQUESTS.inc()\n"
+    env = clean_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), PYTHONPATH=str(app_dir))
+    subprocess.run([sys.executable, "-c", script], env=env, cwd=app_dir, check=True)
+
+
+def test_counts_add_up_old_files_go_and_dead_workers_leave_the_live_gauge(servers, tmp_path):
+    app_dir = copy_app(tmp_path, "metrics")
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    earlier_run(metrics_dir, app_dir)
+    assert any(name.startswith("counter_") for name in os.listdir(metrics_dir))
+    (metrics_dir / "README.txt").write_text("not prometheus_client's: stays")
+
+    env = clean_env(
+        HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+    )
+    server = Server(app_dir, env)
+    servers.append(server)
+    assert server.wait_ready("/metrics")[0] == 200
+    first = wait_for_workers(server.pid, 2)
+    assert len(first) == 2
+
+    # requests on fresh connections until both workers have served some
+    served: dict[str, int] = {}
+    deadline = time.monotonic() + 20
+    while (len(served) < 2 or sum(served.values()) < 40) and time.monotonic() < deadline:
+        pid = http_get(server.url("/"))[1]
+        served[pid] = served.get(pid, 0) + 1
+    assert len(served) == 2, served
+    assert metric(server, "app_requests_total") == sum(served.values())  # both add up; the earlier 100 are gone
+    assert metric(server, "app_workers") == 2
+    assert (metrics_dir / "README.txt").read_text() == "not prometheus_client's: stays"
+
+    # a worker killed and replaced: the live gauge counts the live workers, not the dead one
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+        len(worker_pids(server.pid)) == 2 and first[0] not in worker_pids(server.pid)
+    ):
+        time.sleep(0.1)
+    replaced = worker_pids(server.pid)
+    assert len(replaced) == 2 and first[0] not in replaced
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and metric(server, "app_workers") != 2:
+        time.sleep(0.1)  # the replacement sets its gauge when it has imported the app
+    assert metric(server, "app_workers") == 2
+    assert not [name for name in os.listdir(metrics_dir) if name.endswith(f"_{first[0]}.db") and "live" in name]
+    assert server.terminate() == 0
+
+
+def test_the_directory_is_created_and_a_file_in_its_place_is_an_error(servers, tmp_path):
+    from helpers import run_start
+
+    app_dir = copy_app(tmp_path, "metrics")
+    (tmp_path / "taken").write_text("")
+    result = run_start(["--dry-run"], clean_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "taken")), app_dir)
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"asgi-start: error: PROMETHEUS_MULTIPROC_DIR={str(tmp_path / 'taken')!r}: {tmp_path / 'taken'} exists and is not a directory\n"
+    )
+    missing = tmp_path / "new" / "metrics"
+    env = clean_env(HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="1", PROMETHEUS_MULTIPROC_DIR=str(missing))
+    server = Server(app_dir, env)
+    servers.append(server)
+    assert server.wait_ready("/metrics")[0] == 200
+    assert missing.is_dir()
+    assert server.terminate() == 0
