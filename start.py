@@ -66,6 +66,9 @@ PACKAGE_OF_MODULE = {
 # The key under which the options name Gunicorn's hooks, and why each is there.
 HOOKS_KEY = "asgi_start_hooks"
 HOOK_PURPOSE = {"child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR"}
+# What the launcher's proxy-headers wrapper serves, and whom it trusts (see proxied_app).
+WRAPPED_APP_VARIABLE = "ASGI_START_APP"
+TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
 # Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
 UVICORN_SOCKET_FD = 3
 # The environment variable that tells a default config file where start.py left its options.
@@ -221,6 +224,23 @@ def parse_text(raw: str) -> str:
     return raw
 
 
+def parse_forwarded_allow_ips(raw: str) -> str:
+    """Comma-separated addresses and networks, or *, checked as the wrapper will read them."""
+    import ipaddress  # only when set
+
+    items = split_list(raw)
+    for item in items:
+        if item == "*" or item.startswith("unix:"):
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError("comma-separated IP addresses or networks (10.0.0.0/8), or *") from None
+    if not items:
+        raise ValueError("comma-separated IP addresses or networks (10.0.0.0/8), or *")
+    return ",".join(items)
+
+
 def _is_dotted_name(text: str) -> bool:
     return bool(text) and all(part.isidentifier() for part in text.split("."))
 
@@ -242,9 +262,49 @@ def parse_attribute_name(raw: str) -> str:
 def parse_app_module(raw: str) -> str:
     text = raw.strip()
     module, colon, attribute = text.partition(":")
-    if not colon or not _is_dotted_name(module) or not _is_dotted_name(attribute):
-        raise ValueError("module:attribute, e.g. app.main:app")
-    return text
+    name, parenthesis, arguments = attribute.partition("(")
+    if parenthesis and arguments.strip() != ")":
+        if _is_dotted_name(module) and _is_dotted_name(name) and arguments.endswith(")"):
+            raise ValueError(
+                "a factory called without arguments, module:factory(); write a factory that reads its settings itself"
+            )
+        raise ValueError("module:attribute or module:factory(), e.g. app.main:app or app.main:create_app()")
+    if not colon or not _is_dotted_name(module) or not _is_dotted_name(name):
+        raise ValueError("module:attribute or module:factory(), e.g. app.main:app or app.main:create_app()")
+    return f"{module}:{name}()" if parenthesis else text
+
+
+def split_factory(app_module: str) -> tuple[str, bool]:
+    """'m:create_app()' -> ('m:create_app', True); 'm:app' -> ('m:app', False)."""
+    return (app_module[:-2], True) if app_module.endswith("()") else (app_module, False)
+
+
+def parse_root_path(raw: str) -> str:
+    path = raw.strip().rstrip("/")
+    if path and (not path.startswith("/") or any(ord(char) < 33 for char in path)):
+        raise ValueError("a URL path prefix starting with /, e.g. /api")
+    return path
+
+
+def parse_server_args(raw: str) -> list[str]:
+    import shlex  # only when set: shlex brings re and enum along
+
+    try:
+        return shlex.split(raw)
+    except ValueError as error:
+        raise ValueError(f"arguments as a POSIX shell splits them (never run by one): {error}") from None
+
+
+def parse_reload_delay(raw: str) -> float:
+    accepted = "seconds from 0 to 3600, fractions allowed (e.g. 0.25)"
+    text = raw.strip()
+    whole, _, fraction = text.partition(".")
+    if not (text.isascii() and (whole + fraction).isdigit()):
+        raise ValueError(accepted)
+    value = float(text)
+    if not 0 <= value <= 3600:
+        raise ValueError(accepted)
+    return value
 
 
 def split_list(raw: str) -> list[str]:
@@ -417,11 +477,19 @@ def same(key: str, flag: str, **extra: Any) -> dict[str, To]:
 # fmt: off
 VARIABLES = (
     Var("SERVER", parse_server, "gunicorn", "`gunicorn` (Gunicorn master, Uvicorn workers), `uvicorn` (Uvicorn alone, its own `--workers` manager) or `hypercorn`", APP, aliases=("PROCESS_MANAGER",)),
-    Var("APP_MODULE", parse_app_module, None, "the `module:attribute` to serve; the module must exist on disk", APP, shown="`MODULE_NAME:VARIABLE_NAME`"),
+    Var("APP_MODULE", parse_app_module, None, "the `module:attribute` to serve, or `module:factory()` to serve what a factory without arguments returns; the module must exist on disk", APP, shown="`MODULE_NAME:VARIABLE_NAME`"),
     Var("MODULE_NAME", parse_module_name, None, "module holding the app", APP, shown="`app.main` if `app/main.py` exists, else `main` if `main.py` exists"),
     Var("VARIABLE_NAME", parse_attribute_name, "app", "attribute holding the ASGI app", APP),
     Var("WITH_RELOAD", parse_bool, "false", "development: one process, restart on code change (Uvicorn’s reloader for gunicorn/uvicorn, Hypercorn’s own for hypercorn)", APP),
     Var("RELOAD_DIRS", parse_path_list, None, "comma-separated directories to watch (Uvicorn; Hypercorn watches the loaded modules)", APP, shown="app directory"),
+    Var("RELOAD_INCLUDES", parse_path_list, None, "with `WITH_RELOAD`: comma-separated glob patterns of files to watch", APP, servers=("gunicorn", "uvicorn"),
+        to={"uvicorn": To(flag="--reload-include")}),
+    Var("RELOAD_EXCLUDES", parse_path_list, None, "with `WITH_RELOAD`: comma-separated glob patterns of files not to watch", APP, servers=("gunicorn", "uvicorn"),
+        to={"uvicorn": To(flag="--reload-exclude")}),
+    Var("RELOAD_DELAY", parse_reload_delay, None, "with `WITH_RELOAD`: seconds between checks for changes", APP, shown="the server’s own", servers=("gunicorn", "uvicorn"),
+        to={"uvicorn": To(flag="--reload-delay")}),
+    Var("ROOT_PATH", parse_root_path, None, "the path prefix a proxy strips before the app sees the request (`/api`); reaches the app as the ASGI scope’s `root_path`", APP,
+        to={"uvicorn": To(flag="--root-path"), "hypercorn": To("root_path", "--root-path")}, via={"gunicorn": "the launcher’s Uvicorn worker class"}),
     Var("WEB_CONCURRENCY", parse_worker_count, None, "exact number of worker processes (1–4096); wins over the computed count and over `MAX_WORKERS`", WORKERS),
     Var("WORKERS_PER_CORE", parse_workers_per_core, "1", "workers per effective CPU (above 0, at most 64, fractions allowed)", WORKERS),
     Var("MAX_WORKERS", parse_worker_count, None, "upper bound on the computed count (1–4096)", WORKERS),
@@ -446,9 +514,8 @@ VARIABLES = (
         to=same("ciphers", "--ciphers", uvicorn_flag="--ssl-ciphers")),
     Var("BACKLOG", parse_backlog, None, "pending-connection queue", LISTEN, shown="the server’s own (2048); `100` under Hypercorn",
         to=same("backlog", "--backlog", uvicorn_flag="--backlog", default=100)),
-    Var("FORWARDED_ALLOW_IPS", parse_text, None, "proxies trusted for `X-Forwarded-*` headers", LISTEN, shown="the server’s own (`127.0.0.1`)",
-        servers=("gunicorn", "uvicorn"),
-        to={"gunicorn": To("forwarded_allow_ips", "--forwarded-allow-ips"), "uvicorn": To(flag="--forwarded-allow-ips")}),
+    Var("FORWARDED_ALLOW_IPS", parse_forwarded_allow_ips, None, "proxies trusted for `X-Forwarded-For`/`-Proto` (addresses, networks, `*`): from a trusted peer they set the scope’s `client` and `scheme`, from any other they are ignored (under Hypercorn the launcher applies them)", LISTEN, shown="`127.0.0.1`",
+        to={"gunicorn": To("forwarded_allow_ips", "--forwarded-allow-ips"), "uvicorn": To(flag="--forwarded-allow-ips")}, via={"hypercorn": "the launcher’s proxy-headers wrapper"}),
     Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES,
         to={"gunicorn": To("timeout", "--timeout")}, via={"uvicorn": "no effect", "hypercorn": "no effect"}),
     Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers)", TIMES,
@@ -471,6 +538,7 @@ VARIABLES = (
     Var("GUNICORN_CONF", parse_path, None, "Gunicorn config file (path, or `python:module`)", CLASSES, shown="`gunicorn_conf.py`, else `app/gunicorn_conf.py`, else the default beside start.py"),
     Var("HYPERCORN_CONF", parse_path, None, "Hypercorn config (a path, `file:` path, `python:` module, or a `.toml` file)", CLASSES, shown="`hypercorn_conf.py`, else `app/hypercorn_conf.py`, else the default beside start.py"),
     Var("GUNICORN_CMD_ARGS", parse_text, None, "read by Gunicorn itself; wins over the config file", CLASSES),
+    Var("SERVER_ARGS", parse_server_args, None, "extra arguments for whichever server runs, split as a POSIX shell splits words (never run by one); after start.py’s own, before those given after `--`", CLASSES),
     Var("PROMETHEUS_MULTIPROC_DIR", parse_path, None, "prometheus_client’s multiprocess directory: created if missing and emptied of an earlier run’s metric files before the server starts; under Gunicorn a worker that exits is marked dead, so live gauges count live workers only", METRICS),
     Var("PRE_START_PATH", parse_path, None, "run before the server: `.py` with start.py’s interpreter, `.sh` with `sh`, else executed directly; a non-zero exit stops the start with that status; a path given here must exist", PRESTART, shown="`prestart.py`, else `prestart.sh`, if present"),
     Var("HEALTHCHECK_PATH", parse_http_path, "/", "path requested by `start.py --healthcheck` (the image’s HEALTHCHECK); healthy below status 500", PRESTART),
@@ -491,6 +559,9 @@ class Settings:
         self.variable_name: str = values["VARIABLE_NAME"]
         self.with_reload: bool = values["WITH_RELOAD"]
         self.reload_dirs: list[str] | None = values["RELOAD_DIRS"]
+        self.root_path: str | None = values["ROOT_PATH"]
+        self.server_args: list[str] | None = values["SERVER_ARGS"]
+        self.forwarded_allow_ips: str | None = values["FORWARDED_ALLOW_IPS"]
         self.web_concurrency: int | None = values["WEB_CONCURRENCY"]
         self.workers_per_core: float = values["WORKERS_PER_CORE"]
         self.max_workers: int | None = values["MAX_WORKERS"]
@@ -567,6 +638,10 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
         values[var.name] = None if var.default is None else var.parse(var.default)
     settings = Settings(values, given)
     check_combinations(settings, collected)
+    if dual_stack(settings):
+        # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
+        trusted = with_mapped_ipv4(settings.forwarded_allow_ips or "127.0.0.1")
+        settings.values["FORWARDED_ALLOW_IPS"] = settings.forwarded_allow_ips = trusted
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     return settings
@@ -603,8 +678,34 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
         problems.append(f"USE_TCP=true (plain HTTP beside TLS) works only with SERVER=hypercorn, not {server}")
     if server == "uvicorn" and settings.bind and len(settings.bind) > 1:
         problems.append(f"BIND={','.join(settings.bind)!r}: SERVER=uvicorn binds one address only")
+    for name in ("RELOAD_INCLUDES", "RELOAD_EXCLUDES", "RELOAD_DELAY"):
+        if name in settings.given and not settings.with_reload:
+            problems.append(f"{name} needs WITH_RELOAD=true")
     if settings.max_requests_jitter and not settings.max_requests:
         problems.append("MAX_REQUESTS_JITTER needs MAX_REQUESTS")
+
+
+def dual_stack(settings: Settings) -> bool:
+    """Whether a listener takes IPv4 and IPv6 alike (HOST=:: or BIND=[::]:PORT)."""
+    return any(split_host_port(address)[0] == "::" for address in binds(settings))
+
+
+def with_mapped_ipv4(trusted: str) -> str:
+    """Trusted proxies, each IPv4 address or network also as its IPv4-mapped IPv6 form."""
+    import ipaddress
+
+    items = split_list(trusted)
+    for item in list(items):
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            continue
+        if network.version == 4:
+            if network.num_addresses == 1:
+                items.append(f"::ffff:{network.network_address}")  # as the server writes the peer
+            else:
+                items.append(str(ipaddress.ip_network(f"::ffff:{network.network_address}/{96 + network.prefixlen}")))
+    return ",".join(items)
 
 
 def effective_server(settings: Settings) -> str:
@@ -1374,6 +1475,29 @@ def config_only_problem(server: str, key: str | None) -> str:
     return f"{server}: setting {key} needs a config file"
 
 
+# Uvicorn's worker classes for Gunicorn, and the launcher's subclasses that give them ROOT_PATH.
+UVICORN_WORKERS = {
+    "uvicorn_worker.UvicornWorker": "asgi_start.UvicornWorker",
+    "uvicorn_worker.UvicornH11Worker": "asgi_start.UvicornH11Worker",
+    "uvicorn.workers.UvicornWorker": "asgi_start.UvicornWorker",
+    "uvicorn.workers.UvicornH11Worker": "asgi_start.UvicornH11Worker",
+}
+
+
+def gunicorn_worker_class(settings: Settings, facts: Facts, problems: list[str]) -> str:
+    """The worker class Gunicorn runs: WORKER_CLASS or Uvicorn's, and with ROOT_PATH the launcher's
+    subclass of it (Gunicorn and uvicorn-worker have no setting for the ASGI root_path)."""
+    worker_class = resolve_gunicorn_worker_class(settings, facts, problems)
+    if not settings.root_path:
+        return worker_class
+    if worker_class not in UVICORN_WORKERS:
+        problems.append(
+            f"ROOT_PATH under SERVER=gunicorn needs one of Uvicorn's worker classes, not WORKER_CLASS={worker_class!r}"
+        )
+        return worker_class
+    return UVICORN_WORKERS[worker_class]
+
+
 def resolve_gunicorn_worker_class(settings: Settings, facts: Facts, problems: list[str]) -> str:
     if settings.worker_class:
         name = settings.worker_class.strip()
@@ -1578,7 +1702,7 @@ def hand_over_options(facts: Facts, config: dict[str, Any], settings: Settings, 
 
 def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
     require_installed("gunicorn", facts, "SERVER=gunicorn", problems)
-    worker_class = resolve_gunicorn_worker_class(settings, facts, problems)
+    worker_class = gunicorn_worker_class(settings, facts, problems)
     config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts, problems)
     launch = Launch([sys.executable, "-m", "gunicorn"])
     launch.config_file, launch.worker_class = config_file, worker_class
@@ -1606,16 +1730,19 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
 
 def plan_uvicorn(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
     require_installed("uvicorn", facts, "SERVER=uvicorn" if settings.server == "uvicorn" else "WITH_RELOAD", problems)
-    launch = Launch([sys.executable, "-m", "uvicorn", app.module])
+    module, factory = split_factory(app.module)
+    launch = Launch([sys.executable, "-m", "uvicorn", module, *(["--factory"] if factory else [])])
     address = binds(settings)[0]
     if address.startswith("unix:"):
         launch.argv += ["--uds", facts.path(address[len("unix:") :])]
     elif address.startswith("fd://"):
         launch.argv += ["--fd", address[len("fd://") :]]
-    elif app.workers > 1:
+    elif app.workers > 1 or split_host_port(address)[0] == "::":
         # Uvicorn's multi-process mode binds with proto 0, so asyncio never sets
         # TCP_NODELAY on accepted connections and every response waits ~40 ms for
-        # a delayed ACK. A listener bound here with TCP_NODELAY passes it on.
+        # a delayed ACK. A listener bound here with TCP_NODELAY passes it on. On
+        # its own, Uvicorn binds :: to IPv6 only; bound here, :: is dual-stack, as
+        # under the other servers.
         launch.prebind = address
         launch.argv += ["--fd", str(UVICORN_SOCKET_FD)]
     else:
@@ -1652,7 +1779,11 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     else:
         options.append(("logconfig", "--log-config", "json:" + app.log_file))
         launch.argv += as_flags(options, problems, "hypercorn")
-    launch.argv += [*app.extra, app.module]
+    # Hypercorn reads no X-Forwarded-* headers: the launcher's wrapper applies
+    # FORWARDED_ALLOW_IPS around the app, as Uvicorn does (same default).
+    launch.env[WRAPPED_APP_VARIABLE] = app.module
+    launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or "127.0.0.1"
+    launch.argv += [*app.extra, f"{RUNTIME_MODULE}:proxied_app()"]
     return launch
 
 
@@ -1676,7 +1807,8 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
     workers, reason = compute_workers(settings, facts.cpus, facts.memory_limit)
     server = effective_server(settings)
     log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
-    launch = PLANNERS[server](settings, facts, App(app_module, workers, log_file, extra), collected)
+    arguments = [*(settings.server_args or []), *extra]  # SERVER_ARGS, then what follows --
+    launch = PLANNERS[server](settings, facts, App(app_module, workers, log_file, arguments), collected)
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     return Plan(
@@ -1716,7 +1848,7 @@ def server_config(server: str, settings: Settings, facts: Facts, problems: list[
     """The options a config file sets for `server` (gunicorn or hypercorn)."""
     workers, _ = compute_workers(settings, facts.cpus, facts.memory_limit)
     if server == "gunicorn":
-        options = gunicorn_options(settings, facts, workers, resolve_gunicorn_worker_class(settings, facts, problems))
+        options = gunicorn_options(settings, facts, workers, gunicorn_worker_class(settings, facts, problems))
         config = {**as_config(options), HOOKS_KEY: gunicorn_hooks(settings)}
     else:
         config = as_config(hypercorn_options(settings, facts, workers))
@@ -1871,7 +2003,11 @@ def relay_output(reader: int, pid: int, log_format: str) -> int:
 # The code of the last section, written out as the module the servers import.
 SERVER_SIDE_BEGIN = "# >>> inside the servers"
 SERVER_SIDE_END = "# <<< inside the servers"
-RUNTIME_MODULE_HEADER = '"""asgi-start: the code that runs inside the servers, written out by start.py. Do not edit."""\n\nfrom __future__ import annotations\n\n'
+RUNTIME_MODULE_HEADER = (
+    '"""asgi-start: the code that runs inside the servers, written out by start.py. Do not edit."""\n\n'
+    "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
+    "    from collections.abc import Sequence\n    from typing import Any\n\n"
+)
 
 
 def runtime_module_source() -> str:
@@ -1966,6 +2102,8 @@ def bind_listener(address: str, backlog: int) -> int:
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if host == "::":  # every address, IPv4 too, whatever the system's bindv6only says
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     listener.bind((host, port))
     listener.listen(backlog)
     return listener.detach()
@@ -2354,6 +2492,143 @@ def _log_classes() -> dict[str, Any]:
     return _LOG_CLASSES
 
 
+def __getattr__(name: str) -> Any:
+    """What the servers load by name, built on first use: importing a server here would cost every process."""
+    if name in ("UvicornWorker", "UvicornH11Worker"):
+        return _uvicorn_worker_with_root_path(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _root_path() -> str:
+    return os.environ.get("ROOT_PATH", "").strip().rstrip("/")
+
+
+def _uvicorn_worker_with_root_path(name: str) -> Any:
+    """Uvicorn's Gunicorn worker class, giving Uvicorn ROOT_PATH (Gunicorn has no such setting)."""
+    import importlib
+
+    try:
+        base = getattr(importlib.import_module("uvicorn_worker"), name)
+    except ImportError:
+        base = getattr(importlib.import_module("uvicorn.workers"), name)
+    worker = type(name, (base,), {"CONFIG_KWARGS": {**base.CONFIG_KWARGS, "root_path": _root_path()}})
+    globals()[name] = worker
+    return worker
+
+
+def proxied_app() -> Any:
+    """The app of ASGI_START_APP (`module:attribute` or `module:factory()`), behind the proxy-headers wrapper.
+
+    Hypercorn evaluates `proxied_app()` in this module, once per worker. A WSGI
+    app (Hypercorn serves those too) is returned as it is.
+    """
+    import importlib
+
+    target = os.environ["ASGI_START_APP"]
+    module_name, _, attribute = target.partition(":")
+    factory = attribute.endswith("()")
+    try:
+        app: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        raise _no_app(target, "module") from None
+    for part in attribute.removesuffix("()").split("."):
+        if not hasattr(app, part):
+            raise _no_app(target, "application")
+        app = getattr(app, part)
+    if factory:
+        app = app()
+    import inspect
+
+    # ASGI as Hypercorn tells it (hypercorn.utils.is_asgi): a coroutine function, or an object whose __call__ is one
+    if not (inspect.iscoroutinefunction(app) or (callable(app) and inspect.iscoroutinefunction(type(app).__call__))):
+        return app
+    return ProxyHeaders(app, os.environ.get("ASGI_START_FORWARDED_ALLOW_IPS", "127.0.0.1"))
+
+
+def _no_app(target: str, missing: str) -> Exception:
+    """Hypercorn's own error for an app it cannot load, naming the user's app rather than the wrapper."""
+    import importlib
+
+    try:
+        error: Any = importlib.import_module("hypercorn.utils").NoAppError
+    except (ImportError, AttributeError):
+        error = LookupError
+    return error(f"Cannot load application from '{target}', {missing} not found.")  # type: ignore[no-any-return]
+
+
+class ProxyHeaders:
+    """X-Forwarded-For and X-Forwarded-Proto from trusted peers, as Uvicorn reads them, for servers that do not.
+
+    From a peer in FORWARDED_ALLOW_IPS, X-Forwarded-For sets the scope's client
+    (the nearest address that is not itself trusted) and X-Forwarded-Proto its
+    scheme; from any other peer both are ignored.
+    """
+
+    def __init__(self, app: Any, trusted: str) -> None:
+        import ipaddress
+
+        self.app = app
+        self.trust_all = False
+        self.addresses: set[str] = set()
+        self.networks: list[Any] = []
+        for item in (part.strip() for part in trusted.split(",")):
+            if item == "*":
+                self.trust_all = True
+            elif item:
+                try:
+                    network = ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    self.addresses.add(item)  # a name or unix: path, compared as written
+                    continue
+                if network.num_addresses == 1:
+                    address = network.network_address
+                    self.addresses.add(str(address))
+                    mapped = getattr(address, "ipv4_mapped", None)
+                    if mapped:  # ::ffff:7f00:1 is written ::ffff:127.0.0.1 by the servers
+                        self.addresses.add(f"::ffff:{mapped}")
+                else:
+                    self.networks.append(network)
+
+    def trusts(self, host: str | None) -> bool:
+        if host is None:
+            return False
+        if self.trust_all or host in self.addresses:
+            return True
+        if not self.networks:
+            return False
+        import ipaddress
+
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            if client and self.trusts(client[0]):
+                self.apply(scope)
+        await self.app(scope, receive, send)
+
+    def apply(self, scope: Any) -> None:
+        proto, forwarded_for = None, []
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-proto":
+                proto = value.decode("latin-1").strip().lower()
+            elif name == b"x-forwarded-for":
+                forwarded_for.append(value.decode("latin-1"))
+        if proto in ("http", "https", "ws", "wss"):
+            scope["scheme"] = proto.replace("http", "ws") if scope["type"] == "websocket" else proto
+        hosts = [host.strip() for host in ",".join(forwarded_for).split(",") if host.strip()]
+        if hosts:
+            # the nearest hop that is not a trusted proxy is the client; all trusted: the farthest
+            client = next((host for host in reversed(hosts) if not self.trusts(host)), hosts[0])
+            scope["client"] = (client, 0)
+
+
 def gunicorn_child_exit(server: Any, worker: Any) -> None:
     """Gunicorn's child_exit hook: an exited worker's live gauges leave prometheus_client's sums."""
     import importlib
@@ -2397,7 +2672,7 @@ def run_source_if_bytecode_is_stale(argv: Sequence[str]) -> None:
     flags = int.from_bytes(header[4:8], "little")
     if flags & 1 and header[8:16] == _imp.source_hash(bootstrap._RAW_MAGIC_NUMBER, source):
         return
-    os.execv(sys.executable, [sys.executable, source_path, *argv])  # noqa: S606 -- an argv list
+    os.execve(sys.executable, [sys.executable, source_path, *argv], os.environ)  # noqa: S606 -- an argv list
 
 
 if __name__ == "__main__":

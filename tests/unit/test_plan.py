@@ -311,8 +311,9 @@ def test_hypercorn_with_config_file(app_dir, tmp_path_factory):
         "hypercorn",
         "--config",
         f"file:{start_dir}/hypercorn_conf.py",
-        "main:app",
+        "asgi_start:proxied_app()",  # the app behind the launcher's proxy-headers wrapper
     ]
+    assert result.env["ASGI_START_APP"] == "main:app" and result.env["ASGI_START_FORWARDED_ALLOW_IPS"] == "127.0.0.1"
     assert result.worker_class == "asyncio"
 
 
@@ -356,7 +357,8 @@ def test_hypercorn_alone_with_tls_and_plain_http(app_dir):
         *("--quic-bind", "127.0.0.1:8443"),
         *("--certfile", str(app_dir / "c.pem"), "--keyfile", str(app_dir / "k.pem")),
         *("--backlog", "100", "--graceful-timeout", "120", "--keep-alive", "5", "--log-level", "info"),
-        *("--log-config", "json:" + start.logging_file(start.parse_settings(env), facts_for(app_dir))[0], "main:app"),
+        *("--log-config", "json:" + start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]),
+        "asgi_start:proxied_app()",
     ]
 
 

@@ -142,7 +142,6 @@ def test_empty_means_default_except_for_the_logs():
             "TLS and plain HTTP (USE_TCP) cannot share 0.0.0.0:80",
         ),
         ({"SERVER": "hypercorn", "WORKER_CLASS": "uvicorn_worker.UvicornWorker"}, "WORKER_CLASS="),
-        ({"SERVER": "hypercorn", "FORWARDED_ALLOW_IPS": "*"}, "FORWARDED_ALLOW_IPS is not supported"),
         ({"SERVER": "uvicorn", "BIND": "127.0.0.1:1,127.0.0.1:2"}, "binds one address only"),
         ({"MAX_REQUESTS_JITTER": "10"}, "MAX_REQUESTS_JITTER needs MAX_REQUESTS"),
     ],

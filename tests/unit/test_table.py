@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +24,10 @@ SAMPLE_BY_PARSER = {
     start.parse_text: "10.0.0.1",
     start.parse_path: "given.pem",
     start.parse_address_list: "127.0.0.1:8443",
+    start.parse_path_list: "*.py",
+    start.parse_reload_delay: "0.25",
+    start.parse_root_path: "/api",
+    start.parse_forwarded_allow_ips: "10.0.0.1",
 }
 # What a variable needs beside it to be valid at all.
 COMPANIONS = {
@@ -30,6 +35,9 @@ COMPANIONS = {
     "KEYFILE": {"CERTFILE": "other.pem"},
     "MAX_REQUESTS_JITTER": {"MAX_REQUESTS": "100"},
     "QUIC_BIND": {"CERTFILE": "other.pem", "KEYFILE": "other.pem"},
+    "RELOAD_INCLUDES": {"WITH_RELOAD": "true"},
+    "RELOAD_EXCLUDES": {"WITH_RELOAD": "true"},
+    "RELOAD_DELAY": {"WITH_RELOAD": "true"},
 }
 MAPPED = [(var, server) for var in start.VARIABLES for server in var.to]
 
@@ -149,20 +157,19 @@ def test_problems_of_every_stage_come_together(dirs):
     app_dir, with_config, _ = dirs
     env = {
         "PORT": "http",  # parsing
-        "SERVER": "hypercorn",
-        "FORWARDED_ALLOW_IPS": "*",  # the table's server restriction
+        "INSECURE_BIND": "0.0.0.0:81",  # the table's server restriction (Hypercorn only)
         "CERTFILE": "missing.pem",  # a file
         "KEYFILE": "given.pem",
-        "HYPERCORN_CONF": "nowhere.py",  # the planner
+        "GUNICORN_CONF": "nowhere.py",  # the planner
         "PRE_START_PATH": "nope.sh",
     }
     _, problems = plan(env, app_dir, with_config)
     assert [problem.split("=")[0].split(" ")[0] for problem in problems] == [
         "PORT",
-        "FORWARDED_ALLOW_IPS",
+        "INSECURE_BIND",
         "CERTFILE",
         "PRE_START_PATH",
-        "HYPERCORN_CONF",
+        "GUNICORN_CONF",
     ]
 
 
@@ -173,6 +180,14 @@ def test_runtime_module_is_the_server_side_section_and_stands_alone(tmp_path):
     exec(compile(source, "asgi_start.py", "exec"), namespace)  # noqa: S102 -- our own section, standing alone
     for name in ("json_formatter", "text_formatter", "access_path_filter"):
         assert callable(namespace[name])
+    # every name it uses is its own (ruff's undefined-name check on the written module)
+    written = tmp_path / "asgi_start.py"
+    written.write_text(source)
+    ruff = Path(sys.executable).parent / "ruff"
+    check = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--select", "F821,F401,F811", str(written)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
     # small enough that compiling it is cheap, and nothing of the launcher rides along
     assert len(source.splitlines()) < 300
     assert "def parse_settings" not in source and "VARIABLES" not in source
