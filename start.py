@@ -65,7 +65,11 @@ PACKAGE_OF_MODULE = {
 }
 # The key under which the options name Gunicorn's hooks, and why each is there.
 HOOKS_KEY = "asgi_start_hooks"
+# Hooks a setting asked for, said in a warning when no config file can carry them (the
+# post_fork hook is always set, and its absence without a config file is documented).
 HOOK_PURPOSE = {"child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR"}
+# The PID start.py execs the server as: that process takes the SIGTERM held back (see hold_sigterm).
+SERVER_PID_VARIABLE = "ASGI_START_PID"
 # What the launcher's proxy-headers wrapper serves, and whom it trusts (see proxied_app).
 WRAPPED_APP_VARIABLE = "ASGI_START_APP"
 TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
@@ -1685,7 +1689,7 @@ def gunicorn_hooks(settings: Settings) -> dict[str, str]:
     A hook is code, so it can only reach Gunicorn through a config file, which
     looks the names up (JSON carries names, not functions).
     """
-    hooks = {}
+    hooks = {"post_fork": "gunicorn_post_fork"}
     if settings.prometheus_multiproc_dir:
         hooks["child_exit"] = "gunicorn_child_exit"
     return hooks
@@ -1712,7 +1716,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
         launch.argv += ["--config", config_file]
         hand_over_options(facts, {**as_config(options), HOOKS_KEY: gunicorn_hooks(settings)}, settings, launch)
     else:
-        for hook in gunicorn_hooks(settings):
+        for hook in gunicorn_hooks(settings).keys() & HOOK_PURPOSE.keys():
             launch.warnings.append(
                 f"without a Gunicorn config file its {hook} hook cannot be set: {HOOK_PURPOSE[hook]}"
             )
@@ -1942,11 +1946,13 @@ def run_prestart(command: list[str], environ: Mapping[str, str], log_format: str
         if child:
             os.kill(child[0], signum)
 
-    # installed before the spawn, so that no signal falls between the two
+    # installed before the spawn, so that no signal falls between the two; SIGTERM, held
+    # back since start.py began (see hold_sigterm), is taken while the script runs
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
+    held = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:
         try:
-            child.append(os.posix_spawnp(command[0], command, dict(environ), file_actions=actions))
+            child.append(os.posix_spawnp(command[0], command, dict(environ), file_actions=actions, setsigmask=()))
         except OSError as error:
             say(log_format, "error", f"PRE_START_PATH: cannot run {command[-1]}: {error.strerror}")
             if relay:
@@ -1959,6 +1965,7 @@ def run_prestart(command: list[str], environ: Mapping[str, str], log_format: str
             os.kill(child[0], received[0])
         status = relay_output(reader, child[0], log_format) if relay else os.waitpid(child[0], 0)[1]
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received:
@@ -2007,6 +2014,13 @@ RUNTIME_MODULE_HEADER = (
     '"""asgi-start: the code that runs inside the servers, written out by start.py. Do not edit."""\n\n'
     "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
     "    from collections.abc import Sequence\n    from typing import Any\n\n"
+)
+
+
+# Run by every interpreter started with the runtime directory on its path, the server first.
+SITECUSTOMIZE = (
+    '"""asgi-start: run at interpreter start-up; written out by start.py. Do not edit."""\n\n'
+    "import asgi_start\n\nasgi_start.interpreter_starts(__file__)\n"
 )
 
 
@@ -2082,9 +2096,12 @@ def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
         module = os.path.join(directory, RUNTIME_MODULE + ".py")
         if os.path.islink(module):  # an earlier release linked start.py itself here
             os.unlink(module)
-        source = runtime_module_source()
-        write_if_changed(module, source)
-        write_bytecode(module, source)
+        for name, source in (
+            (module, runtime_module_source()),
+            (os.path.join(directory, "sitecustomize.py"), SITECUSTOMIZE),
+        ):
+            write_if_changed(name, source)
+            write_bytecode(name, source)
         for path, content in files.items():
             write_if_changed(path, content)
     except OSError as error:
@@ -2154,21 +2171,12 @@ def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
             os.close(descriptor)
         else:
             os.set_inheritable(descriptor, True)
-    if plan.server == "hypercorn":
-        # Hypercorn's master terminate()s the remaining workers as soon as the first
-        # one has shut down, and its workers have no SIGTERM handler, so a request
-        # still running in another worker is cut off. Hypercorn guards SIGINT by
-        # ignoring it while it spawns workers; this does the same for SIGTERM. The
-        # ignored disposition survives exec into the workers, which still stop
-        # gracefully through Hypercorn's shutdown event; the master installs its
-        # own SIGTERM handler right after spawning them.
-        import signal
-
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = dict(environ)
     env.update(plan.env)
-    # the servers find the formatters, the filter and the hooks as `asgi_start`
+    # the servers find the formatters, the filter and the hooks as `asgi_start`, and the
+    # process start.py becomes takes the SIGTERM held back so far (sitecustomize, below)
     env["PYTHONPATH"] = with_path_first(plan.runtime_dir, env.get("PYTHONPATH"))
+    env[SERVER_PID_VARIABLE] = str(os.getpid())
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(plan.argv[0], plan.argv, env)  # noqa: S606 -- an argv list, never a shell
@@ -2302,6 +2310,22 @@ def server_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def hold_sigterm() -> None:
+    """Block SIGTERM from here until the server's interpreter can act on it.
+
+    A container's PID 1 without a handler does not even receive SIGTERM (the
+    kernel drops it), and a handler does not survive exec: a `docker stop` or a
+    pod deletion in the first few hundred milliseconds was lost and the
+    container killed after the grace period. Blocked, the signal waits; the
+    block survives exec, and the server's interpreter lifts it at start-up
+    (`sitecustomize` in the runtime directory), with a handler that stops it
+    at once until the server installs its own.
+    """
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -2325,6 +2349,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if mode == "--version":
         print(f"{PROG} {__version__}")
         return 0
+    if mode == "start":
+        hold_sigterm()
     problems: list[str] = []
     settings = parse_settings(environ, problems)
     if mode == "--healthcheck":
@@ -2492,6 +2518,48 @@ def _log_classes() -> dict[str, Any]:
     return _LOG_CLASSES
 
 
+def interpreter_starts(sitecustomize: str) -> None:
+    """At start-up of every interpreter with the runtime directory on its path (its sitecustomize).
+
+    In the process start.py became, SIGTERM has been blocked since start.py
+    began: take it now, and until the server installs its own handler let it
+    stop the process at once (nothing is served yet). Then run the
+    sitecustomize this one shadows, if there is one.
+    """
+    if os.environ.get("ASGI_START_PID") == str(os.getpid()):
+        import signal
+
+        signal.signal(signal.SIGTERM, _stop_before_serving)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    _run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(sitecustomize)))
+
+
+def _stop_before_serving(signum: int, frame: Any) -> None:
+    """SIGTERM before the server has its own handler: stop now, with any worker already started."""
+    import sys
+
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None:
+        for child in multiprocessing.active_children():
+            child.kill()  # still starting: nothing of theirs is served yet
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
+
+
+def _run_shadowed_sitecustomize(own_directory: str) -> None:
+    import sys
+
+    finder: Any = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
+    path = [entry for entry in sys.path if entry and os.path.abspath(entry) != own_directory]
+    spec = finder.find_spec("sitecustomize", path) if finder else None
+    if spec is None or spec.loader is None:
+        return
+    module = type(sys)("sitecustomize")
+    module.__spec__, module.__file__, module.__loader__ = spec, spec.origin, spec.loader
+    spec.loader.exec_module(module)
+
+
 def __getattr__(name: str) -> Any:
     """What the servers load by name, built on first use: importing a server here would cost every process."""
     if name in ("UvicornWorker", "UvicornH11Worker"):
@@ -2521,8 +2589,15 @@ def proxied_app() -> Any:
 
     Hypercorn evaluates `proxied_app()` in this module, once per worker. A WSGI
     app (Hypercorn serves those too) is returned as it is.
+
+    From here the worker ignores SIGTERM: Hypercorn's master terminate()s the
+    other workers as soon as the first has stopped, which would cut off their
+    requests in flight; they stop gracefully through Hypercorn's shutdown event.
     """
     import importlib
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     target = os.environ["ASGI_START_APP"]
     module_name, _, attribute = target.partition(":")
@@ -2627,6 +2702,31 @@ class ProxyHeaders:
             # the nearest hop that is not a trusted proxy is the client; all trusted: the farthest
             client = next((host for host in reversed(hosts) if not self.trusts(host)), hosts[0])
             scope["client"] = (client, 0)
+
+
+def gunicorn_post_fork(server: Any, worker: Any) -> None:
+    """Gunicorn's post_fork hook, in a new worker before it installs its own signal handlers.
+
+    The worker inherits the master's handlers, which only queue a signal in the
+    worker's copy of the arbiter: a SIGTERM that met the worker while it booted
+    was lost, and the master waited GRACEFUL_TIMEOUT for it. Until its own
+    handlers are in place, a stop signal ends the booting worker (it serves
+    nothing yet), including one that already arrived since the fork.
+    """
+    import signal
+
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+    for signum in stops:
+        signal.signal(signum, signal.SIG_DFL)
+    queued = getattr(server, "SIG_QUEUE", None)
+    arrived = []
+    while queued is not None:
+        try:
+            arrived.append(queued.get_nowait() if hasattr(queued, "get_nowait") else queued.pop(0))
+        except Exception:  # empty (queue.Empty, IndexError)
+            break
+    if any(signum in stops for signum in arrived):
+        os._exit(0)
 
 
 def gunicorn_child_exit(server: Any, worker: Any) -> None:

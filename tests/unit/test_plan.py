@@ -470,10 +470,12 @@ def test_gunicorn_marks_dead_workers_through_its_config_file(app_dir, tmp_path_f
     (start_dir / "gunicorn_conf.py").write_text("")
     result = plan(app_dir, {"PROMETHEUS_MULTIPROC_DIR": "metrics"}, start_dir=start_dir)
     options = json.loads(result.files[result.env["ASGI_START_OPTIONS"]])
-    assert options["asgi_start_hooks"] == {"child_exit": "gunicorn_child_exit"}
+    assert options["asgi_start_hooks"] == {"post_fork": "gunicorn_post_fork", "child_exit": "gunicorn_child_exit"}
     assert result.metrics_dir == str(app_dir / "metrics") and result.warnings == []
     # without a config file, no hook can be set: said, not silently dropped
     [warning] = plan(app_dir, {"PROMETHEUS_MULTIPROC_DIR": "metrics"}).warnings
     assert "child_exit" in warning and "PROMETHEUS_MULTIPROC_DIR" in warning
     plain = plan(app_dir, {}, start_dir=start_dir)
-    assert json.loads(plain.files[plain.env["ASGI_START_OPTIONS"]])["asgi_start_hooks"] == {}
+    assert json.loads(plain.files[plain.env["ASGI_START_OPTIONS"]])["asgi_start_hooks"] == {
+        "post_fork": "gunicorn_post_fork"
+    }

@@ -189,7 +189,7 @@ def test_runtime_module_is_the_server_side_section_and_stands_alone(tmp_path):
     )
     assert check.returncode == 0, check.stdout
     # small enough that compiling it is cheap, and nothing of the launcher rides along
-    assert len(source.splitlines()) < 300
+    assert len(source.splitlines()) < 600  # read from its bytecode; the bound keeps launcher code out
     assert "def parse_settings" not in source and "VARIABLES" not in source
 
 
