@@ -1,10 +1,12 @@
 # start.py alone on Python 3.9 (bullseye stand-in): the servers unpinned, as pip
 # resolves them for 3.9, in a venv; no project Dockerfile involved.
-# TEST_PACKAGES: what the launcher's own tests (tests/unit, tests/e2e) import or run.
+# TEST_PACKAGES: what the launcher's own tests (tests/unit, tests/e2e) import or run;
+# kubernetes-validate pinned as in requirements/dev.txt, since tests/unit/test_manifests.py
+# names the Kubernetes versions whose schemas that release ships.
 # The repository is mounted at /src when the tests run.
 ARG BASE_IMAGE=asgi-start-standin:bullseye
 FROM ${BASE_IMAGE}
-ARG TEST_PACKAGES="pytest pytest-timeout hypothesis trio vermin"
+ARG TEST_PACKAGES="pytest pytest-timeout hypothesis trio vermin kubernetes-validate==1.37.0"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /venv \
     && /venv/bin/python -m pip install --upgrade pip \

@@ -4,6 +4,7 @@
 # and a `python` on PATH (python-is-python3), and `docker import` them.
 #
 #   tests/docker/standins.sh SUITE...      e.g. bookworm trixie bullseye
+#   tests/docker/standins.sh --mirror      print the Debian mirror it would use (see mirror())
 #
 # Images: asgi-start-standin:SUITE   (bookworm -> 3.11, trixie -> 3.13, bullseye -> 3.9)
 #
@@ -28,16 +29,89 @@ log() { printf '[standins %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 [ $# -gt 0 ] || { echo "usage: $0 SUITE..." >&2; exit 2; }
 mkdir -p "$CACHE"
 
-mirror() {
-    # The Debian mirror apt on this machine uses (deb822 or one-line sources).
-    if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
-    local m
-    m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | grep -v '^\s*#' \
-        | grep -oE '(https?|file)://[^ ]+/debian/?( |$)' \
-        | grep -v -- '-security' | head -n1 | tr -d ' ' || true)
-    echo "${m:-http://deb.debian.org/debian}"
+# The Debian mirror this machine's apt uses; nothing else (no built-in host): the
+# first `deb` entry of the apt configuration for the machine's own Debian release
+# (VERSION_CODENAME in os-release, on Debian), else the first whose URI ends in
+# /debian, never a security archive. Read from one-line sources (sources.list, sources.list.d/*.list)
+# and deb822 ones (sources.list.d/*.sources, `Enabled: no` skipped). DEBIAN_MIRROR,
+# when set, names it instead. APT_DIR and OS_RELEASE exist for the tests of this.
+APT_DIR=${APT_DIR:-/etc/apt}
+OS_RELEASE=${OS_RELEASE:-/etc/os-release}
+
+apt_entries() {
+    # one "URI SUITE" line per deb entry, in apt's order
+    local files=() f
+    for f in "$APT_DIR/sources.list" "$APT_DIR"/sources.list.d/*.list "$APT_DIR"/sources.list.d/*.sources; do
+        [ -f "$f" ] && [ -r "$f" ] && files+=("$f")
+    done
+    [ ${#files[@]} -gt 0 ] || return 0
+    awk '
+    function flush(   n, m, i, j, u, s) {
+        if (deb && enabled) {
+            n = split(uris, u, /[ \t]+/); m = split(suites, s, /[ \t]+/)
+            for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) if (u[i] != "" && s[j] != "") print u[i], s[j]
+        }
+        deb = 0; enabled = 1; uris = ""; suites = ""; field = ""
+    }
+    FNR == 1 { if (deb822) flush(); deb822 = (FILENAME ~ /\.sources$/); deb = 0; enabled = 1; uris = ""; suites = ""; field = "" }
+    deb822 {
+        if ($0 ~ /^#/) next
+        if ($0 ~ /^[ \t]*$/) { flush(); next }
+        if ($0 ~ /^[ \t]/) {                       # continuation of the previous field
+            if (field == "uris") uris = uris " " $0
+            else if (field == "suites") suites = suites " " $0
+            next
+        }
+        key = tolower(substr($0, 1, index($0, ":") - 1)); value = substr($0, index($0, ":") + 1)
+        field = key
+        if (key == "types") { deb = (" " value " " ~ /[ \t]deb[ \t]/) }
+        else if (key == "uris") uris = value
+        else if (key == "suites") suites = value
+        else if (key == "enabled") enabled = (tolower(value) !~ /no/)
+        next
+    }
+    {
+        sub(/#.*/, "")
+        if ($1 != "deb") next
+        i = 2
+        if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+        if (i + 1 <= NF) print $i, $(i + 1)
+    }
+    END { if (deb822) flush() }
+    ' "${files[@]}"
 }
+
+os_release() { sed -n "s/^$1=[\"']\{0,1\}\([^\"']*\).*/\1/p" "$OS_RELEASE" | head -n1; }
+
+mirror() {
+    if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+    local codename="" uri suite first_debian=""
+    # the machine's own release counts only on Debian (an Ubuntu mirror cannot debootstrap Debian)
+    if [ -r "$OS_RELEASE" ] && [ "$(os_release ID)" = debian ]; then
+        codename=$(os_release VERSION_CODENAME)
+    fi
+    while read -r uri suite; do
+        case "$suite" in *-security | */updates) continue ;; esac
+        case "$uri" in */debian-security | */debian-security/) continue ;; esac
+        if [ -n "$codename" ] && { [ "$suite" = "$codename" ] || [ "$suite" = "$codename-updates" ]; }; then
+            echo "$uri"
+            return 0
+        fi
+        case "$uri" in */debian | */debian/) [ -n "$first_debian" ] || first_debian=$uri ;; esac
+    done < <(apt_entries)
+    if [ -n "$first_debian" ]; then
+        echo "$first_debian"
+        return 0
+    fi
+    echo "standins.sh: no Debian mirror in the apt configuration ($APT_DIR/sources.list, $APT_DIR/sources.list.d/*.list, *.sources); configure one for apt, or set DEBIAN_MIRROR" >&2
+    return 1
+}
+
+# `standins.sh --mirror`: print the mirror that would be used, and stop
+if [ "$1" = "--mirror" ]; then
+    mirror
+    exit
+fi
 
 cache_file() { echo "$CACHE/standin-$1-r$RECIPE.tar"; }
 
@@ -69,13 +143,14 @@ debootstrap_suite() {
 }
 
 # 1. debootstrap the suites that are not cached, in parallel
-mirror_url=$(mirror)
+mirror_url=""
 pids=() suites=()
 for suite in "$@"; do
     if [ -s "$(cache_file "$suite")" ]; then
         log "$suite: cached rootfs $(cache_file "$suite")"
         continue
     fi
+    [ -n "$mirror_url" ] || mirror_url=$(mirror) || exit 1
     debootstrap_suite "$suite" "$mirror_url" &
     pids+=($!) suites+=("$suite")
 done

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -161,7 +162,17 @@ GRACEFUL_CASES = [(suite, target, "gunicorn") for suite, target in BUILDS] + [
 def test_docker_stop_is_graceful_with_a_request_in_flight(app_image, containers, suite, target, server):
     container = containers.run(app_image(suite, target), env={"SERVER": server})
     assert container.wait_http("/")[0] == 200
+    stop_seconds, result = stop_with_a_slow_request_in_flight(container)
 
+    logs = container.logs()
+    print(f"{server}: docker stop took {stop_seconds:.2f} s; in-flight request {result}")
+    assert result.get("response") == (200, "slow done"), f"{result}\n{logs}"
+    assert container.exit_code() == 0, logs
+    assert stop_seconds < 9, f"stop took {stop_seconds:.1f} s (SIGKILL comes at 10 s)\n{logs}"
+
+
+def stop_with_a_slow_request_in_flight(container) -> tuple[float, dict]:
+    """docker stop while a 2 s request is being served; (seconds docker stop took, the request's outcome)."""
     result: dict = {}
 
     def slow_request():
@@ -179,12 +190,7 @@ def test_docker_stop_is_graceful_with_a_request_in_flight(app_image, containers,
     docker("stop", container.name, timeout=30)  # Docker's default: SIGTERM, SIGKILL after 10 s
     stop_seconds = time.monotonic() - started
     thread.join(30)
-
-    logs = container.logs()
-    print(f"{server}: docker stop took {stop_seconds:.2f} s; in-flight request {result}")
-    assert result.get("response") == (200, "slow done"), f"{result}\n{logs}"
-    assert container.exit_code() == 0, logs
-    assert stop_seconds < 9, f"stop took {stop_seconds:.1f} s (SIGKILL comes at 10 s)\n{logs}"
+    return stop_seconds, result
 
 
 # --------------------------------------------------------------------------
@@ -245,6 +251,107 @@ def test_worker_count_follows_the_cpu_quota(app_image, containers, server, cpus)
     workers = count_workers(container, want)
     print(f"{server} --cpus={cpus}: {len(workers)} workers (want {want}): {workers}")
     assert len(workers) == want, f"{workers}\n{container.logs()}"
+
+
+# --------------------------------------------------------------------------
+# what Kubernetes relies on (deploy/kubernetes): a read-only root filesystem and
+# an arbitrary UID, docker stop at any moment, a memory limit
+# --------------------------------------------------------------------------
+# OpenShift's restricted policy runs a container as a UID from the namespace's
+# range, with group 0, whatever the image's USER says.
+ARBITRARY_UID = 1000770000
+READ_ONLY_ARBITRARY_UID = ["--read-only", "--tmpfs", "/tmp", "--user", f"{ARBITRARY_UID}:0"]
+EARLY_STOP_BOUND = 5.0  # seconds; Docker sends SIGKILL at 10
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_read_only_root_and_an_arbitrary_uid_serve_and_stop_gracefully(app_image, containers, server):
+    container = containers.run(app_image("bookworm", "base"), env={"SERVER": server}, extra=READ_ONLY_ARBITRARY_UID)
+    assert container.wait_http("/") == (200, hello_of("base"))
+    ident = json.loads(http_get(container.port, "/id")[1])
+    assert (ident["uid"], ident["gid"]) == (ARBITRARY_UID, 0), ident
+    # the command of an exec probe (and of the image's HEALTHCHECK) works there too
+    check = container.exec("python", "/start.py", "--healthcheck", check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # start.py's private directory is in TMPDIR (/tmp), owned by the arbitrary UID
+    tmp = container.exec("ls", "-ln", "/tmp").stdout
+    print(f"{server}: /tmp holds\n{tmp}")
+    assert any(
+        line.split()[-1].startswith(f"asgi-start-{ARBITRARY_UID}-") and line.split()[2] == str(ARBITRARY_UID)
+        for line in tmp.splitlines()[1:]
+    ), tmp
+
+    stop_seconds, result = stop_with_a_slow_request_in_flight(container)
+    logs = container.logs()
+    print(f"{server}: docker stop took {stop_seconds:.2f} s; in-flight request {result}")
+    assert result.get("response") == (200, "slow done"), f"{result}\n{logs}"
+    assert container.exit_code() == 0, logs
+    assert stop_seconds < 9, f"stop took {stop_seconds:.1f} s (SIGKILL comes at 10 s)\n{logs}"
+    # nothing tried to write outside /tmp (a warning would say so)
+    assert "read-only file system" not in logs.lower(), logs
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.05)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_docker_stop_right_after_docker_run_returns_promptly(app_image, containers, server):
+    """SIGTERM before the server is up (start.py planning, the server booting) must stop the container at once.
+
+    Kubernetes does this whenever a pod is deleted while it starts (a rollout
+    replaced again, a scale-down). The container's PID 1 ignores a signal it has
+    no handler for, so a SIGTERM that comes too early could be lost and leave
+    the kill timeout (Docker's 10 s, the grace period in Kubernetes) to end it.
+    """
+    image = app_image("bookworm", "base")
+    runs = []
+    for delay in (0.0, 0.1, 0.2):  # after `docker run -d` returned
+        container = containers.run(image, env={"SERVER": server})
+        time.sleep(delay)
+        listening = port_open(container.port)  # start.py binds Uvicorn's socket before the exec
+        started = time.monotonic()
+        docker("stop", container.name, timeout=30)
+        seconds = time.monotonic() - started
+        runs.append(
+            {"delay": delay, "listening": listening, "stop_s": round(seconds, 2), "exit": container.exit_code()}
+        )
+        if seconds >= EARLY_STOP_BOUND:
+            print(f"{server}: slow stop after {delay} s; logs:\n{container.logs()}")
+    print(f"{server}: docker stop right after docker run: {runs}")
+    slow = [run for run in runs if run["stop_s"] >= EARLY_STOP_BOUND]
+    assert not slow, f"{server}: docker stop took {EARLY_STOP_BOUND} s or more: {runs}"
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_worker_count_follows_the_memory_limit(app_image, containers, server):
+    """contract-next.md, WORKER_MEMORY: at most memory limit / WORKER_MEMORY workers.
+
+    512m / 200M is 2 (2.56 or 2.68, whether M is 2**20 or 10**6), against 4 x the
+    host's CPUs (WORKERS_PER_CORE=4) without the memory cap.
+    """
+    image = app_image("bookworm", "base")
+    env = {"SERVER": server, "WORKER_MEMORY": "200M", "WORKERS_PER_CORE": "4"}
+    memory = ["--memory", "512m"]
+    without_cap = expected_workers(4, len(os.sched_getaffinity(0)))
+    assert without_cap > 2  # else this test could not tell
+
+    result = containers.run_to_end(image, env=env, extra=memory, cmd=["python", "/start.py", "--dry-run"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = json.loads(result.stdout)
+    print(f"{server} --memory 512m WORKER_MEMORY=200M: --dry-run workers {plan['workers']} ({plan['workers_reason']})")
+    assert plan["workers"] == 2, plan
+    assert "memory" in plan["workers_reason"].lower(), plan["workers_reason"]
+
+    container = containers.run(image, env=env, extra=memory)
+    assert container.wait_http("/")[0] == 200
+    workers = count_workers(container, 2)
+    print(f"{server} --memory 512m WORKER_MEMORY=200M: {len(workers)} workers: {workers}")
+    assert len(workers) == 2, f"{workers}\n{container.logs()}"
+    summary = [line for line in container.logs().splitlines() if "asgi-start" in line and " workers" in line]
+    assert summary and "memory" in summary[0].lower(), f"the summary line should say memory decided:\n{summary}"
 
 
 # --------------------------------------------------------------------------
