@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the hashed locks used by the Dockerfile:
-#   requirements/base.txt       <- base.in      (gunicorn, uvicorn[standard], uvicorn-worker, hypercorn)
+#   requirements/base.txt       <- base.in      (gunicorn, uvicorn[standard], uvicorn-worker, hypercorn,
+#                                                granian[reload])
 #   requirements/fastapi.txt    <- fastapi.in   (base + fastapi, constrained by base.txt)
 #   requirements/starlette.txt  <- starlette.in (base + starlette, constrained by base.txt)
 #
@@ -12,12 +13,22 @@
 # (all wheels for every platform and the sdist), so the same lock installs on
 # slim and alpine, amd64 and arm64 with `pip install --require-hashes --no-deps`.
 #
-#   requirements/lock.sh           regenerate
+#   requirements/lock.sh           regenerate, upgrading every pin to the newest
+#                                  release the .in files allow
+#   requirements/lock.sh --keep    regenerate, keeping every existing pin (and its
+#                                  hashes): only what the .in files added or changed
+#                                  is resolved, e.g. a new package, a new pin
 #   requirements/lock.sh --check   only report which pinned packages lack a
 #                                  binary wheel per Python x platform of the matrix
 #                                  (those are compiled in the alpine builder stage)
 set -euo pipefail
 cd "$(dirname "$0")"
+
+mode=${1:-}
+case $mode in
+    ""|--keep|--check) [ $# -le 1 ] || { echo "usage: lock.sh [--keep | --check]" >&2; exit 2; } ;;
+    *) echo "usage: lock.sh [--keep | --check]" >&2; exit 2 ;;
+esac
 
 PY=${LOCK_PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
@@ -36,7 +47,7 @@ export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
 "$PY" -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q "pip-tools==7.*"
 
-if [ "${1:-}" = --check ]; then
+if [ "$mode" = --check ]; then
     # fastapi.txt and starlette.txt are supersets of base.txt
     grep -hE '^[a-z0-9_.-]+==' fastapi.txt starlette.txt | sed 's/ .*//' | sort -u >"$tmp/pins"
     for py in 3.11 3.12 3.13 3.14; do
@@ -61,11 +72,16 @@ if [ "${1:-}" = --check ]; then
     exit 0
 fi
 
+# Without --upgrade pip-compile starts from the pins already in the output file
+# and keeps each one that still satisfies the .in files, with the hashes recorded
+# for it; fastapi.txt and starlette.txt follow base.txt through `-c base.txt`.
+upgrade=(--upgrade)
+[ "$mode" = --keep ] && upgrade=()
 compile() {
     CUSTOM_COMPILE_COMMAND="requirements/lock.sh" \
     "$tmp/venv/bin/pip-compile" -q --generate-hashes --strip-extras --no-emit-index-url \
         --no-emit-find-links \
-        --resolver backtracking --upgrade -o "$1.txt" "$1.in"
+        --resolver backtracking "${upgrade[@]}" -o "$1.txt" "$1.in"
 }
 compile base
 compile fastapi
