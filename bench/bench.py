@@ -10,6 +10,13 @@ Rules kept throughout:
 - every server is started in its own session (process group) and stopped by that group's id;
   groups still alive at exit, on error or on Ctrl-C are killed; the cgroup made for case 5 is removed.
 
+`--targets` (bash bench/run.sh --targets [--quick]) measures only the four performance targets of
+issue 8 in one interleaved run under the image's conditions (the Dockerfile's CMD, files and
+compileall mirrored into a snapshot; PYTHONDONTWRITEBYTECODE=1; a fresh empty TMPDIR per start) and
+writes bench/TARGETS.md: time to first 200 start.py/direct, launcher code loaded per server process
+(-X importtime plus a sitecustomize probe), --dry-run over `python -c pass`, and req/s start.py/direct
+with the access log off. See "The targets of issue 8" in bench/README.md.
+
 The launches are data (CASES below). To add an environment variant, add one line, e.g.
     Case("gunicorn LOG_FORMAT=json", "gunicorn", "start", "gunicorn", {"LOG_FORMAT": "json"}, vs="gunicorn start.py")
 and it is run, measured (req/s, p99, memory) and put in the tables with its ratio to `vs`.
@@ -18,6 +25,7 @@ and it is run, measured (req/s, p99, memory) and put in the tables with its rati
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import hashlib
 import json
@@ -300,8 +308,11 @@ class Server:
 
     HEAD, TAIL = 256 * 1024, 32 * 1024
 
-    def __init__(self, argv, env, cgroup=None):
+    def __init__(self, argv, env, cgroup=None, head=None):
         self.head, self.tail, self.bytes = bytearray(), bytearray(), 0
+        self.env = env
+        if head is not None:
+            self.HEAD = head
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             argv,
@@ -555,18 +566,34 @@ def without_generated(argv: list[str], generated: list[str]) -> list[str]:
 
 
 class Runner:
-    def __init__(self, args, work):
+    def __init__(self, args, work, image=None):
         self.args, self.work = args, work
         self.py = os.path.join(args.servers_venv, "bin", "python")
-        self.inboard_py = os.path.join(args.inboard_venv, "bin", "python")
+        self.inboard_py = os.path.join(args.inboard_venv, "bin", "python") if args.inboard_venv else None
         self.home = os.path.join(work, "home")
         os.makedirs(self.home, exist_ok=True)
+        # image=None: the classic run (TMPDIR shared by every launch, python start.py).
+        # image=ImageLayout: the image's conditions, as in `--targets`: its PYTHON* environment
+        # (PYTHONDONTWRITEBYTECODE=1 always), a fresh empty TMPDIR for every start, its CMD as the argv.
+        self.image = image
+        self.tmp_root = os.path.join(work, "tmp")
+        os.makedirs(self.tmp_root, exist_ok=True)
+        self.start_argv = image.cmd if image else [self.py, START_PY]
         # start.py alone (no config file beside it): its plan puts every setting on the command line,
         # which is the hand-written "direct" command line.
         self.alone = os.path.join(work, "alone")
         os.makedirs(self.alone, exist_ok=True)
-        shutil.copy(START_PY, os.path.join(self.alone, "start.py"))
+        for name in image.files if image else ("start.py",):
+            if not (image and image.is_config(name)):
+                shutil.copy2(os.path.join(os.path.dirname(START_PY), name), self.alone)
         self.launches = 0
+
+    def fresh_tmpdir(self) -> str:
+        return tempfile.mkdtemp(prefix="t", dir=self.tmp_root)
+
+    def clean_tmpdirs(self) -> None:
+        for entry in os.listdir(self.tmp_root):
+            shutil.rmtree(os.path.join(self.tmp_root, entry), ignore_errors=True)
 
     def env(self, venv: str, extra: dict) -> dict:
         env = {
@@ -575,6 +602,9 @@ class Runner:
             "LANG": "C.UTF-8",
             "TMPDIR": self.work,
         }
+        if self.image:
+            env.update(self.image.env)
+            env["TMPDIR"] = self.fresh_tmpdir()
         env.update(extra)
         return env
 
@@ -582,6 +612,8 @@ class Runner:
         start_py = start_py or START_PY
         extra = {"HOST": HOST, "PORT": str(port), "SERVER": case.server, **case.extra_env}
         argv = [self.py, start_py, "--dry-run"] + (["--", *case.server_args] if case.server_args else [])
+        if start_py == START_PY:
+            argv = list(self.start_argv) + argv[2:]
         done = subprocess.run(
             argv,
             env=self.env(self.args.servers_venv, extra),
@@ -604,7 +636,7 @@ class Runner:
             workers = 1 if case.server == "uvicorn" else max(int(wpc * os.cpu_count()), 2)  # its rule
             return [self.inboard_py, "-m", "inboard.start"], env, workers
         if case.launcher == "start":
-            argv = [self.py, START_PY] + (["--", *case.server_args] if case.server_args else [])
+            argv = list(self.start_argv) + (["--", *case.server_args] if case.server_args else [])
             env = self.env(self.args.servers_venv, {"SERVER": case.server, **contract})
             return argv, env, self.dry_run(case, port, cgroup=cgroup)["workers"]
         if case.launcher == "direct-argv":
@@ -630,12 +662,16 @@ class Runner:
         # the same environment start.py would have exec'd the server with (the flags win anyway)
         return argv, self.env(self.args.servers_venv, {"SERVER": case.server, **contract, **env}), plan["workers"]
 
-    def launch(self, case: Case, port: int, cgroup: str | None = None, argv_prefix=()) -> tuple[Server, int, list]:
+    def launch(
+        self, case: Case, port: int, cgroup: str | None = None, argv_prefix=(), env_update=None, head=None
+    ) -> tuple[Server, int, list]:
         argv, env, workers = self.command(case, port, cgroup)
         if argv_prefix:
             argv = [argv[0], *argv_prefix, *argv[1:]]
+        if env_update:
+            env = env_update(env)
         self.launches += 1
-        return Server(argv, env, cgroup=cgroup), workers, argv
+        return Server(argv, env, cgroup=cgroup, head=head), workers, argv
 
 
 # --------------------------------------------------------------------------
@@ -956,9 +992,14 @@ def machine(args) -> dict:
         "servers": versions(
             args.servers_venv, ["gunicorn", "uvicorn", "uvicorn-worker", "hypercorn", "uvloop", "httptools", "h11"]
         ),
-        "inboard": versions(args.inboard_venv, ["inboard", "gunicorn", "uvicorn", "uvloop", "httptools"]),
+        "inboard": versions(args.inboard_venv, ["inboard", "gunicorn", "uvicorn", "uvloop", "httptools"])
+        if args.inboard_venv
+        else {},
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" [")[0],
-        "hyperfine": subprocess.run(["hyperfine", "--version"], capture_output=True, text=True).stdout.strip(),
+        "hyperfine": subprocess.run(["hyperfine", "--version"], capture_output=True, text=True).stdout.strip()
+        if shutil.which("hyperfine")
+        else "",
+        "repo": REPO,
         "loadavg_start": " ".join(_read("/proc/loadavg").split()[:3]),
         "cpu_pressure_start": _read("/proc/pressure/cpu").split("\n")[0].replace("some ", ""),
         "git": git.strip() + (" + uncommitted changes to start.py or a config file" if dirty.strip() else ""),
@@ -1291,26 +1332,855 @@ def report(info: dict, res: dict, args, elapsed: float) -> str:
     return "\n".join(head + summary + [""] + lines) + "\n"
 
 
+# --------------------------------------------------------------------------
+# --targets: the performance targets of issue 8, in one interleaved run, under the image's conditions
+# --------------------------------------------------------------------------
+
+TARGET_SERVERS = ("gunicorn", "uvicorn", "hypercorn")
+TTFR_GOAL, IMPORT_GOAL_MS, DRYRUN_GOAL_MS, TPUT_GOAL = 1.05, 2.0, 15.0, 0.97
+
+
+class ImageLayout:
+    """What the Dockerfile does with the launcher, mirrored into the snapshot directory.
+
+    files:    the repository files the image copies to `/` (start.py, the config files, ...), by name
+    compiled: the Dockerfile's python build steps on those files (compileall, py_compile), run on the
+              snapshot ("/x" -> snapshot/x, also inside strings and as a prefix: "/start.pyc")
+    cmd:      the image's CMD, "python" -> the servers venv, "/x" -> snapshot/x
+    env:      the image's PYTHON* variables (PYTHONPATH's WORKDIR -> bench/app), PYTHONDONTWRITEBYTECODE=1
+    """
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.compiled: list[str] = []
+        self.cmd: list[str] = []
+        self.cmd_image = ""
+        self.env: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    @staticmethod
+    def is_config(name: str) -> bool:
+        return name.endswith("_conf.py")
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
+    joined, current = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#") or (not line and not current):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        joined.append(current + line)
+        current = ""
+    if current:
+        joined.append(current)
+    return [(line.split(None, 1)[0].upper(), [*line.split(None, 1), ""][1].strip()) for line in joined]
+
+
+def image_layout(repo: str, snapshot: str, python: str) -> ImageLayout:
+    layout = ImageLayout()
+    dockerfile = os.path.join(repo, "Dockerfile")
+    copied: dict[str, str] = {}  # path in the image -> path in the repository
+    raw_env: dict[str, str] = {}
+    compile_runs: list[str] = []
+    cmd = ""
+    workdir = "/"
+    for keyword, rest in dockerfile_instructions(_read(dockerfile)):
+        if keyword == "WORKDIR":
+            workdir = rest
+        elif keyword == "ENV":
+            for token in shlex.split(rest):
+                key, sep, value = token.partition("=")
+                if sep and key.startswith("PYTHON"):
+                    raw_env[key] = value
+        elif keyword == "COPY":
+            tokens = shlex.split(rest)
+            if any(t.startswith("--from") for t in tokens):
+                continue
+            tokens = [t for t in tokens if not t.startswith("--")]
+            if len(tokens) < 2:
+                continue
+            *sources, dest = tokens
+            for source in sources:
+                if not os.path.isfile(os.path.join(repo, source)):
+                    continue
+                if dest == "/":
+                    copied["/" + os.path.basename(source)] = source
+                elif dest.startswith("/") and dest.count("/") == 1 and len(sources) == 1:
+                    copied[dest] = source
+        elif keyword == "RUN":
+            compile_runs.append(rest)
+        elif keyword == "CMD":
+            cmd = rest
+    if not copied:
+        layout.notes.append(f"no launcher COPY to / found in {dockerfile}: using {', '.join(LAUNCHER_FILES)}")
+        copied = {"/" + name: name for name in LAUNCHER_FILES}
+    for image_path, source in copied.items():
+        shutil.copy2(os.path.join(repo, source), os.path.join(snapshot, image_path[1:]))
+        layout.files.append(image_path[1:])
+
+    # "/start.py" -> "<snapshot>/start.py", also as a prefix ("/start.pyc") and inside a string
+    image_paths = re.compile(
+        r"(?<![\w./-])(" + "|".join(re.escape(p) for p in sorted(copied, key=len, reverse=True)) + r")"
+    )
+
+    def to_snapshot(text: str) -> str:
+        return image_paths.sub(lambda m: os.path.join(snapshot, m.group(1)[1:]), text)
+
+    # The build steps on the launcher files: each `python ...` command of a RUN that names one of them
+    # (compileall, py_compile, ...), run with the servers' interpreter on the snapshot. Other commands
+    # (useradd, venv, pip) are not the launcher's and are not run.
+    for run in compile_runs:
+        lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        parts: list[list[str]] = [[]]
+        for token in lexer:
+            if token in ("&&", ";", "||"):
+                parts.append([])
+            else:
+                parts[-1].append(token)
+        for tokens in parts:
+            if not tokens or not any(image_paths.search(t) for t in tokens):
+                continue
+            if not os.path.basename(tokens[0]).startswith("python"):
+                layout.notes.append(f"build step not run (not python): `{shlex.join(tokens)}`")
+                continue
+            subprocess.run(
+                [python, *(to_snapshot(t) for t in tokens[1:])],
+                check=True,
+                capture_output=True,
+                timeout=60,
+                cwd=snapshot,
+            )
+            layout.compiled.append(" ".join(["python", *tokens[1:]]))
+    if cmd:
+        argv = json.loads(cmd) if cmd.startswith("[") else shlex.split(cmd)
+        layout.cmd_image = shlex.join(argv)
+        layout.cmd = [
+            python if i == 0 and os.path.basename(a).startswith("python") else to_snapshot(a)
+            for i, a in enumerate(argv)
+        ]
+    if not layout.cmd or not os.path.isabs(layout.cmd[0]) or not any(a.startswith(snapshot) for a in layout.cmd):
+        layout.notes.append(f"no usable exec-form CMD in {dockerfile}: using python /start.py")
+        layout.cmd_image = "python /start.py"
+        layout.cmd = [python, os.path.join(snapshot, "start.py")]
+    for key, value in raw_env.items():
+        if key == "PYTHONPATH":
+            parts = []
+            for entry in value.split(":"):
+                if entry.rstrip("/") == workdir.rstrip("/"):
+                    parts.append(APP_DIR)
+                elif entry == "/":
+                    parts.append(snapshot)
+                elif entry:
+                    layout.notes.append(f"PYTHONPATH entry {entry} of the image has no counterpart here: dropped")
+            if parts:
+                layout.env[key] = ":".join(parts)
+        else:
+            layout.env[key] = value
+    layout.env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return layout
+
+
+# Installed as sitecustomize.py (its directory first on PYTHONPATH) in the import-time launches only.
+# In every Python process of the launch (start.py before its exec, the server, its workers, spawned
+# or forked) it: sends this process's stderr, where -X importtime writes, to a file of its own; and
+# times every module load that goes through a file loader (imports, and config files that the
+# servers load by path with spec_from_file_location, which -X importtime does not see), writing one
+# record per load of a file in the launcher's directories (start.py's snapshot, this start's TMPDIR).
+PROBE_SOURCE = r"""
+import os, sys
+_out = os.environ.get("ASGI_START_BENCH_PROBE")
+if _out:
+    import _frozen_importlib_external as _ext
+    from time import perf_counter_ns as _now
+
+    _dirs = tuple(d.rstrip("/") + "/" for d in os.environ.get("ASGI_START_BENCH_LAUNCHER", "").split(os.pathsep) if d)
+    _me = {}
+    _stack = []  # per load in progress: [start ns, nested loads ns, probe overhead at start, launcher name or None]
+    _overhead = [0]
+
+    def _begin(forked):
+        _me["token"] = f"{os.getpid()}-{_now()}"
+        fd = os.open(os.path.join(_out, f"stderr-{_me['token']}.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
+        with open(os.path.join(_out, f"meta-{_me['token']}.txt"), "w") as file:
+            file.write(repr({"pid": os.getpid(), "ppid": os.getppid(), "forked": forked, "argv": list(sys.orig_argv)}))
+
+    _begin(False)
+    os.register_at_fork(after_in_child=lambda: _begin(True))
+    _exec_module = _ext._LoaderBasics.exec_module
+
+    def _timed_exec_module(self, module):
+        via_import = sys._getframe(1).f_code.co_name == "_load_unlocked"
+        origin = getattr(getattr(module, "__spec__", None), "origin", None) or getattr(module, "__file__", None) or ""
+        launcher = origin.startswith(_dirs) if _dirs else False
+        entry = [_now(), 0, _overhead[0], module.__name__ if launcher else None]
+        outer = [e[3] for e in _stack if e[3]]
+        _stack.append(entry)
+        try:
+            return _exec_module(self, module)
+        finally:
+            end = _now()
+            _stack.pop()
+            cumulative = end - entry[0] - (_overhead[0] - entry[2])
+            if _stack:
+                _stack[-1][1] += cumulative
+            if launcher:
+                record = {"name": module.__name__, "file": origin, "cum_ns": cumulative, "self_ns": cumulative - entry[1],
+                          "via_import": via_import, "outer": outer, "pid": os.getpid()}
+                with open(os.path.join(_out, f"events-{_me['token']}.txt"), "a") as file:
+                    file.write(repr(record) + "\n")
+            _overhead[0] += _now() - end
+
+    _ext._LoaderBasics.exec_module = _timed_exec_module
+"""
+
+
+def setup_probe(work: str, python: str) -> str:
+    directory = os.path.join(work, "probe")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "sitecustomize.py")
+    with open(path, "w") as file:
+        file.write(PROBE_SOURCE)
+    subprocess.run([python, "-m", "compileall", "-q", path], check=True, timeout=60)  # cached, like a site module
+    return directory
+
+
+def importtime_lines(text: str) -> list[tuple[int, int, int, str]]:
+    """-X importtime lines in order: (self µs, cumulative µs, depth, module)."""
+    out = []
+    for line in text.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)", line)
+        if match:
+            out.append((int(match.group(1)), int(match.group(2)), len(match.group(3)) // 2, match.group(4)))
+    return out
+
+
+def outermost(lines: list[tuple[int, int, int, str]], names: set[str]) -> list[tuple[int, int, int, str]]:
+    """The lines of `names` modules not nested in another such line (importtime prints children first)."""
+    out = []
+    for i, (_s, _c, depth, name) in enumerate(lines):
+        if name.split(".")[0] not in names:
+            continue
+        nested, level = False, depth
+        for _s2, _c2, depth2, name2 in lines[i + 1 :]:  # walk up: each parent is the next line one level up
+            if depth2 < level:
+                if name2.split(".")[0] in names:
+                    nested = True
+                    break
+                level = depth2
+                if level == 0:
+                    break
+        if not nested:
+            out.append(lines[i])
+    return out
+
+
+def module_names_under(directory: str) -> set[str]:
+    names = set()
+    for root, dirs, files in os.walk(directory):
+        for name in files:
+            if name.endswith((".py", ".pyc", ".so")) and name != "__init__.py":
+                names.add(name.split(".")[0])
+        names.update(d for d in dirs if os.path.exists(os.path.join(root, d, "__init__.py")))
+    return names
+
+
+def settle_tree(server: Server, quiet: float = 1.0, limit: float = 10.0, probe_out: str | None = None) -> None:
+    """Wait until the tree's PID set has not changed for `quiet` s (and, with the probe, every process
+    in it has started its probe), bounded by `limit`."""
+    deadline = time.perf_counter() + limit
+    last, since = None, time.perf_counter()
+    while time.perf_counter() < deadline:
+        pids = frozenset(process_tree(server.proc.pid))
+        if probe_out:
+            seen = {int(n.split("-")[1]) for n in os.listdir(probe_out) if n.startswith("meta-")}
+            pids = pids | frozenset(["waiting"] if pids - seen else [])
+        now = time.perf_counter()
+        if pids != last:
+            last, since = pids, now
+        elif now - since >= quiet and "waiting" not in pids:
+            return
+        time.sleep(0.05)
+
+
+def target_cases(server: str) -> dict[str, Case]:
+    return {
+        "start": Case(f"{server} start.py", server, "start", server),
+        "direct": Case(f"{server} direct", server, "direct", server),
+        "start_nolog": Case(f"{server} start.py ACCESS_LOG=''", server, "start", server, NO_LOG),
+        "direct_nolog": Case(f"{server} direct ACCESS_LOG=''", server, "direct", server, NO_LOG),
+    }
+
+
+def ttfr_once(runner: Runner, case: Case) -> tuple[float, list[str]]:
+    port = free_port()
+    server, _, argv = runner.launch(case, port)
+    try:
+        ms = wait_first_200(server, port) * 1000
+        assert_loopback_only(port)
+    finally:
+        server.stop(grace=0.5)
+    return ms, argv
+
+
+def import_probe(runner: Runner, case: Case, probe_dir: str) -> dict:
+    """One start through start.py with -X importtime and the probe in every process: per process, the
+    time spent loading launcher code, and the config file's load in the server's master."""
+    out = tempfile.mkdtemp(prefix="probe-", dir=runner.work)
+    snapshot = os.path.dirname(START_PY)
+    tmpdir = {}
+
+    def update(env: dict) -> dict:
+        env = dict(env)
+        tmpdir["path"] = env["TMPDIR"]
+        env["PYTHONPROFILEIMPORTTIME"] = "1"
+        env["PYTHONPATH"] = probe_dir + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["ASGI_START_BENCH_PROBE"] = out
+        env["ASGI_START_BENCH_LAUNCHER"] = os.pathsep.join([snapshot, env["TMPDIR"]])
+        return env
+
+    port = free_port()
+    server, workers, argv = runner.launch(case, port, env_update=update)
+    root = server.proc.pid
+    try:
+        wait_first_200(server, port)
+        assert_loopback_only(port)
+        settle_tree(server, probe_out=out)
+        alive = set(process_tree(root))
+    finally:
+        server.stop(grace=2.0)
+    names = module_names_under(tmpdir["path"]) | module_names_under(snapshot)
+    configs = {name for name in os.listdir(snapshot) if ImageLayout.is_config(name)}
+    procs = []
+    for entry in sorted(os.listdir(out)):
+        if not entry.startswith("meta-"):
+            continue
+        token = entry[5:-4]
+        meta = ast.literal_eval(_read(os.path.join(out, entry)))  # a repr() the probe wrote
+        events = [ast.literal_eval(line) for line in _read(os.path.join(out, f"events-{token}.txt")).splitlines()]
+        names |= {e["name"].split(".")[0] for e in events if e["via_import"]}
+        procs.append((token, meta, events))
+    result = {"argv": argv, "expected_workers": workers, "processes": [], "launcher_names": sorted(names)}
+    for token, meta, events in procs:
+        argv_text = " ".join(meta["argv"])
+        if meta["pid"] == root and meta["argv"] == list(argv):
+            role = "launcher"  # start.py itself before its exec: measured by the --dry-run target
+        elif "resource_tracker" in argv_text or "forkserver" in argv_text:
+            role = "helper"
+        elif meta["pid"] == root:
+            role = "master"
+        else:
+            role = "worker"
+        lines = importtime_lines(_read(os.path.join(out, f"stderr-{token}.txt")))
+        top = outermost(lines, names)
+        importtime_us = sum(line[1] for line in top)
+        plain = [e for e in events if os.path.basename(e["file"]) not in configs]
+        plain_names = {e["name"] for e in plain}
+        probe_us = sum(e["cum_ns"] for e in plain if not plain_names.intersection(e["outer"])) / 1000
+        config = [
+            {
+                "file": os.path.basename(e["file"]),
+                "cum_us": e["cum_ns"] / 1000,
+                "self_us": e["self_ns"] / 1000,
+                "nested_launcher_us": sum(p["cum_ns"] for p in plain if p["outer"][-1:] == [e["name"]]) / 1000,
+            }
+            for e in events
+            if os.path.basename(e["file"]) in configs
+        ]
+        result["processes"].append(
+            {
+                "pid": meta["pid"],
+                "role": role,
+                "forked": meta["forked"],
+                "alive_at_end": meta["pid"] in alive,
+                "argv": argv_text[:160],
+                "importtime_modules": [(name, cum, own) for own, cum, _d, name in top],
+                "importtime_us": importtime_us,
+                "probe_modules": [
+                    (e["name"], os.path.basename(e["file"]), e["cum_ns"] / 1000, e["via_import"]) for e in plain
+                ],
+                "probe_us": probe_us,
+                "launcher_us": max(importtime_us, probe_us),
+                "config": config,
+            }
+        )
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def timed_spawn(argv: list[str], env: dict) -> tuple[float, float]:
+    """(wall ms, CPU ms user+sys) of one run, output discarded; os.wait4 gives the child's own rusage."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, env=env, cwd=APP_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} exited with {proc.returncode}")
+    return wall * 1000, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def dryrun_round(runner: Runner, server: str, pairs: int, r: int) -> dict:
+    """`--dry-run` the way the image starts it vs `python -c pass`, in alternating pairs, each with a
+    fresh empty TMPDIR; the per-round figure is the difference of the medians."""
+    base = runner.env(runner.args.servers_venv, {"SERVER": server, "HOST": HOST, "PORT": "8000"})
+    commands = {"bare": [runner.py, "-c", "pass"], "start": [*runner.start_argv, "--dry-run"]}
+    times: dict[str, list[tuple[float, float]]] = {"bare": [], "start": []}
+    for name in ("bare", "start"):  # warm-up, discarded
+        timed_spawn(commands[name], dict(base, TMPDIR=runner.fresh_tmpdir()))
+    for k in range(pairs):
+        for name in ("bare", "start") if (k + r) % 2 == 0 else ("start", "bare"):
+            times[name].append(timed_spawn(commands[name], dict(base, TMPDIR=runner.fresh_tmpdir())))
+    wall = {n: [t[0] for t in v] for n, v in times.items()}
+    cpu = {n: [t[1] for t in v] for n, v in times.items()}
+    return {
+        "bare_ms": wall["bare"],
+        "start_ms": wall["start"],
+        "extra_ms": statistics.median(wall["start"]) - statistics.median(wall["bare"]),
+        "extra_cpu_ms": statistics.median(cpu["start"]) - statistics.median(cpu["bare"]),
+        "extra_min_ms": min(wall["start"]) - min(wall["bare"]),
+    }
+
+
+def load_pair(runner: Runner, cases: dict[str, Case], sides: tuple[str, str], args) -> dict:
+    """Both launches up at once (started in `sides` order), each warmed up, then 1 s wrk bursts in
+    A B B A order until each had `args.duration` seconds: drift on a shared machine hits both alike."""
+    servers, ports, out = {}, {}, {}
+    try:
+        for side in sides:
+            ports[side] = free_port()
+            servers[side], workers, argv = runner.launch(cases[side], ports[side])
+            out[side] = {"argv": argv, "expected_workers": workers, "bursts": []}
+            wait_first_200(servers[side], ports[side])
+            assert_loopback_only(ports[side])
+        for side in sides:
+            settle_tree(servers[side], quiet=0.5)
+            out[side]["processes"] = len(process_tree(servers[side].proc.pid))
+        warm = {side: wrk(ports[side], "/", args.warmup, args)["requests"] for side in sides}
+        a, b = sides
+        for k in range(args.duration):
+            for side in (a, b) if k % 2 == 0 else (b, a):
+                before = cpu_snapshot(servers[side].proc.pid)
+                run = wrk(ports[side], "/", 1, args)
+                after = cpu_snapshot(servers[side].proc.pid)
+                run["foreign_cpu"] = foreign_cpu_share(before, after)
+                run["cpu_s"] = after[2] - before[2]
+                out[side]["bursts"].append(run)
+    finally:
+        for server in servers.values():
+            server.stop()
+    for side in sides:
+        bursts = out[side]["bursts"]
+        requests = sum(b["requests"] for b in bursts)
+        out[side].update(
+            rps=statistics.mean(b["rps"] for b in bursts),
+            p99_ms=statistics.median(b["p99_ms"] for b in bursts),
+            requests=requests,
+            non2xx=sum(b["non2xx"] for b in bursts),
+            socket_errors=sum(b["socket_errors"] for b in bursts),
+            foreign_cpu=statistics.mean(b["foreign_cpu"] for b in bursts),
+            cpu_us_per_request=sum(b["cpu_s"] for b in bursts) / max(1, requests) * 1e6,
+            log_bytes_per_request=servers[side].bytes / max(1, warm[side] + requests),
+        )
+    return out
+
+
+def psi_some_total() -> int:
+    match = re.search(r"^some .*total=(\d+)", _read("/proc/pressure/cpu"), re.M)
+    return int(match.group(1)) if match else 0
+
+
+def targets_run(runner: Runner, args) -> dict:
+    servers = [s for s in TARGET_SERVERS if re.search(args.cases or "", s)]
+    probe_dir = setup_probe(runner.work, runner.py)
+    res: dict = {"servers": servers, "rounds": [], "argv": {}}
+    for s in servers:
+        res[s] = {"ttfr": [], "imports": [], "dryrun": [], "tput": []}
+    for r in range(args.rounds):
+        t0, psi0, load0 = time.monotonic(), psi_some_total(), _read("/proc/loadavg").split()[0]
+        order_servers = servers[r % len(servers) :] + servers[: r % len(servers)]
+        for server in order_servers:
+            block = time.monotonic()
+            cases = target_cases(server)
+            rec = res[server]
+            # 1. time to first 200: start.py / direct, in pairs whose order alternates
+            for k in range(args.ttfr_pairs):
+                pair = {}
+                for side in ("start", "direct") if (r + k) % 2 == 0 else ("direct", "start"):
+                    pair[side], argv = ttfr_once(runner, cases[side])
+                    res["argv"].setdefault(cases[side].name, argv)
+                rec["ttfr"].append(pair)
+            runner.clean_tmpdirs()
+            # 2. launcher code loaded per server process (start.py only)
+            probe = import_probe(runner, cases["start"], probe_dir)
+            rec["imports"].append(probe)
+            runner.clean_tmpdirs()
+            # 3. --dry-run over a bare interpreter
+            rec["dryrun"].append(dryrun_round(runner, server, args.dryrun_pairs, r))
+            runner.clean_tmpdirs()
+            # 4. throughput with the access log off, start.py / direct, bursts in A B B A order
+            sides = ("start_nolog", "direct_nolog") if r % 2 == 0 else ("direct_nolog", "start_nolog")
+            pair = load_pair(runner, cases, sides, args)
+            for side in sides:
+                res["argv"].setdefault(cases[side].name, pair[side].pop("argv"))
+            rec["tput"].append(pair)
+            runner.clean_tmpdirs()
+            ttfr = rec["ttfr"][-args.ttfr_pairs :]
+            servers_procs = [p for p in probe["processes"] if p["role"] in ("master", "worker")]
+            log(
+                f"  round {r + 1} {server:<9} ttfr "
+                + " ".join(f"{p['start']:.0f}/{p['direct']:.0f}" for p in ttfr)
+                + " ms  launcher import "
+                + "/".join(f"{p['launcher_us'] / 1000:.1f}" for p in servers_procs)
+                + f" ms  dry-run +{rec['dryrun'][-1]['extra_ms']:.1f} ms  req/s "
+                f"{pair['start_nolog']['rps']:.0f}/{pair['direct_nolog']['rps']:.0f}  "
+                f"({time.monotonic() - block:.0f} s)"
+            )
+        wall = time.monotonic() - t0
+        res["rounds"].append(
+            {
+                "seconds": wall,
+                "cpu_pressure": (psi_some_total() - psi0) / 1e6 / wall,
+                "loadavg_start": load0,
+                "loadavg_end": _read("/proc/loadavg").split()[0],
+            }
+        )
+    return res
+
+
+def spread(values: list[float], spec: str = ".3f") -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    return f"**{statistics.median(values):{spec}}** ({min(values):{spec}} … {max(values):{spec}}, n={len(values)})"
+
+
+def target_verdict(values: list[float], ok) -> str:
+    """met / missed when the median and the whole range agree; otherwise the median's side, unresolved."""
+    if not values:
+        return "–"
+    hits = [ok(v) for v in values]
+    if all(hits):
+        return "met"
+    if not any(hits):
+        return "**missed**"
+    return ("median met" if ok(statistics.median(values)) else "**median missed**") + ", range straddles the goal"
+
+
+def targets_report(info: dict, res: dict, args, elapsed: float, layout: ImageLayout) -> str:
+    m = info
+    out: list[str] = []
+    add = out.append
+    add("# asgi-start: the performance targets of issue 8\n")
+    add(
+        f"Generated by `bash bench/run.sh --targets{' --quick' if args.quick else ''}` on {m['date']} in "
+        f"{elapsed / 60:.1f} min, {args.rounds} interleaved rounds. Each round runs, per server (server order "
+        "rotated), the time-to-first-200 pairs, one import-time start, the `--dry-run` pairs and the throughput "
+        "pair, with the order inside each pair alternating. Figures are medians of per-round (or per-pair) "
+        "values, with their range and count; a range that straddles the goal is not resolved at this noise.\n"
+    )
+    add("| conditions | |\n|---|---|")
+    add(
+        f"| machine | {m['cpu']}, {m['cores']} CPUs ({m['affinity']} usable), kernel {m['kernel']}, Python {m['python']} |"
+    )
+    add("| servers | " + ", ".join(f"{k} {v}" for k, v in m["servers"].items()) + " |")
+    add(f"| asgi-start | {m['repo']} commit {m['git']}; start.py sha256 {m['start_sha256']}… |")
+    add(
+        "| image layout (from the Dockerfile) | files copied to /: "
+        + ", ".join(f"`{f}`" for f in layout.files)
+        + "; compiled: "
+        + ("; ".join(f"`{c}`" for c in layout.compiled) or "nothing")
+        + f"; CMD `{layout.cmd_image}`"
+        + ("; " + "; ".join(layout.notes) if layout.notes else "")
+        + " |"
+    )
+    add(
+        "| environment of every start | "
+        + " ".join(f"`{k}={v.replace(APP_DIR, 'bench/app')}`" for k, v in layout.env.items())
+        + ", a fresh empty `TMPDIR` per start (also per `--dry-run` and `python -c pass` run), working directory bench/app |"
+    )
+    add(
+        f"| load | {m['wrk']} `-t{args.threads} -c{args.connections}`, 127.0.0.1; per round and server both "
+        f"launches up, {args.warmup} s warm-up each, then {args.duration} × 1 s bursts each in A B B A order |"
+    )
+    pressures = [rd["cpu_pressure"] for rd in res["rounds"]]
+    add(f"| load average (1/5/15 min) | at start {m['loadavg_start']}; at end {m.get('loadavg_end', '?')} |")
+    add(f"| CPU pressure (PSI some) | at start {m['cpu_pressure_start']}; at end {m.get('cpu_pressure_end', '?')} |")
+    foreign = [
+        b["foreign_cpu"] for s in res["servers"] for p in res[s]["tput"] for side in p for b in p[side]["bursts"]
+    ]
+    add(
+        f"| noise during the run | CPU pressure per round (share of time some task waited for a CPU, ours "
+        f"included): {spread([x * 100 for x in pressures], '.0f')} %; other processes' share of the machine's "
+        f"CPU while wrk measured: {spread([x * 100 for x in foreign], '.0f')} % |\n"
+    )
+    rows = []
+    details: list[str] = []
+    dadd = details.append
+    for server in res["servers"]:
+        rec = res[server]
+        # 1
+        ratios = [p["start"] / p["direct"] for p in rec["ttfr"]]
+        rows.append(
+            (
+                "1. time to first 200, start.py / direct",
+                server,
+                spread(ratios),
+                f"start.py {statistics.median([p['start'] for p in rec['ttfr']]):.0f} ms, direct "
+                f"{statistics.median([p['direct'] for p in rec['ttfr']]):.0f} ms",
+                f"≤ {TTFR_GOAL}",
+                target_verdict(ratios, lambda x: x <= TTFR_GOAL),
+            )
+        )
+        # 2
+        worst, typical, config = [], [], []
+        for probe in rec["imports"]:
+            procs = [p for p in probe["processes"] if p["role"] in ("master", "worker")]
+            if procs:
+                worst.append(max(p["launcher_us"] for p in procs) / 1000)
+                typical.append(statistics.median([p["launcher_us"] for p in procs]) / 1000)
+            for p in procs:
+                config += [c for c in p["config"]]
+        n_procs = statistics.median(
+            [len([p for p in pr["processes"] if p["role"] in ("master", "worker")]) for pr in rec["imports"]]
+        )
+        loaders = statistics.median(
+            [
+                len([p for p in pr["processes"] if p["role"] in ("master", "worker") and p["launcher_us"] > 0])
+                for pr in rec["imports"]
+            ]
+        )
+        loads = sorted(
+            {
+                f"`{name}` ({p['role']}, {'import' if via else 'by path'})"
+                for pr in rec["imports"]
+                for p in pr["processes"]
+                if p["role"] in ("master", "worker")
+                for name, _file, _us, via in p["probe_modules"]
+            }
+            | {
+                f"`{name}` ({p['role']}, import)"
+                for pr in rec["imports"]
+                for p in pr["processes"]
+                if p["role"] in ("master", "worker")
+                for name, _c, _s in p["importtime_modules"]
+            }
+        )
+        rows.append(
+            (
+                "2. launcher code loaded per server process (worst process of a start)",
+                server,
+                spread(worst, ".1f") + " ms",
+                f"median process {spread(typical, '.1f')} ms; {loaders:g} of {n_procs:g} processes load launcher "
+                f"code: {', '.join(loads) or 'none'}",
+                f"< {IMPORT_GOAL_MS:g} ms",
+                target_verdict(worst, lambda x: x < IMPORT_GOAL_MS),
+            )
+        )
+        if config:
+            rows.append(
+                (
+                    "2b. config file loaded by the server's master (report only)",
+                    server,
+                    spread([c["cum_us"] / 1000 for c in config], ".1f") + " ms",
+                    f"`{config[0]['file']}`, of which launcher code it loads: "
+                    f"{spread([c['nested_launcher_us'] / 1000 for c in config], '.1f')} ms, and its own code "
+                    f"(no module loads): {spread([c['self_us'] / 1000 for c in config], '.1f')} ms",
+                    "",
+                    None,
+                )
+            )
+        # 3
+        extras = [d["extra_ms"] for d in rec["dryrun"]]
+        rows.append(
+            (
+                "3. `--dry-run` over `python -c pass`",
+                server,
+                spread(extras, ".1f") + " ms",
+                f"CPU (user+sys) {spread([d['extra_cpu_ms'] for d in rec['dryrun']], '.1f')} ms; fastest runs "
+                f"(min − min) {spread([d['extra_min_ms'] for d in rec['dryrun']], '.1f')} ms; bare "
+                f"{statistics.median([x for d in rec['dryrun'] for x in d['bare_ms']]):.1f} ms",
+                f"≤ {DRYRUN_GOAL_MS:g} ms",
+                target_verdict(extras, lambda x: x <= DRYRUN_GOAL_MS),
+            )
+        )
+        # 4
+        tput = rec["tput"]
+        ratios = [p["start_nolog"]["rps"] / p["direct_nolog"]["rps"] for p in tput]
+        cpu = [p["start_nolog"]["cpu_us_per_request"] / p["direct_nolog"]["cpu_us_per_request"] for p in tput]
+        logb = [max(p[s]["log_bytes_per_request"] for s in p) for p in tput]
+        errors = sum(p[s]["non2xx"] + p[s]["socket_errors"] for p in tput for s in p)
+        rows.append(
+            (
+                "4. req/s with the access log off, start.py / direct",
+                server,
+                spread(ratios),
+                f"server CPU per request {spread(cpu)}; start.py {statistics.median([p['start_nolog']['rps'] for p in tput]):.0f} "
+                f"req/s, direct {statistics.median([p['direct_nolog']['rps'] for p in tput]):.0f} req/s; log "
+                f"≤ {max(logb):.1f} B/req" + (f"; ⚠ {errors} errors" if errors else ""),
+                f"≥ {TPUT_GOAL}",
+                target_verdict(ratios, lambda x: x >= TPUT_GOAL),
+            )
+        )
+        # details
+        dadd(f"### {server}\n")
+        dadd(
+            "Time to first 200, per pair (start.py / direct, ms): "
+            + ", ".join(f"{p['start']:.0f}/{p['direct']:.0f}" for p in rec["ttfr"])
+            + "\n"
+        )
+        dadd(
+            "`--dry-run` over bare, per round (wall ms): "
+            + ", ".join(f"{d['extra_ms']:+.1f}" for d in rec["dryrun"])
+            + "\n"
+        )
+        dadd(
+            "req/s per round (start.py/direct): "
+            + ", ".join(f"{p['start_nolog']['rps']:.0f}/{p['direct_nolog']['rps']:.0f}" for p in tput)
+            + "; server CPU µs/req (start.py/direct): "
+            + ", ".join(
+                f"{p['start_nolog']['cpu_us_per_request']:.0f}/{p['direct_nolog']['cpu_us_per_request']:.0f}"
+                for p in tput
+            )
+            + "; other processes' CPU share: "
+            + ", ".join(f"{max(p[s]['foreign_cpu'] for s in p):.0%}" for p in tput)
+            + "\n"
+        )
+        dadd(
+            "Launcher code per process, last import-time start (µs; `-X importtime` cumulative of the outermost launcher modules / the probe's loader time):\n"
+        )
+        dadd(
+            "| role | pid | importtime: modules (cumulative µs, self µs) | probe: loads (file, µs, via import) | per-process µs | config file |"
+        )
+        dadd("|---|---|---|---|---|---|")
+        for p in rec["imports"][-1]["processes"]:
+            dadd(
+                f"| {p['role']}{' (forked)' if p['forked'] else ''} | {p['pid']} | "
+                + (", ".join(f"`{n}` {c}, {s}" for n, c, s in p["importtime_modules"]) or "–")
+                + " | "
+                + (
+                    ", ".join(
+                        f"`{n}` ({f}) {us:.0f}{'' if via else ', by path'}" for n, f, us, via in p["probe_modules"]
+                    )
+                    or "–"
+                )
+                + f" | {p['launcher_us']:.0f} | "
+                + (
+                    ", ".join(
+                        f"`{c['file']}` {c['cum_us']:.0f} (launcher code in it {c['nested_launcher_us']:.0f}, "
+                        f"own code {c['self_us']:.0f})"
+                        for c in p["config"]
+                    )
+                    or "–"
+                )
+                + " |"
+            )
+        dadd(
+            f"\nLauncher module names looked for in the importtime lines: {', '.join(rec['imports'][-1]['launcher_names'])}\n"
+        )
+    add("## Targets\n")
+    add("| target | server | measured: median (min … max, n) | detail | goal | |")
+    add("|---|---|---|---|---|---|")
+    for name, server, value, detail, goal, ok in rows:
+        add(f"| {name} | {server} | {value} | {detail} | {goal} | {ok or ''} |")
+    add(
+        "\n1: `python start.py` (the image's CMD) and the hand-written command with the same settings (`direct`: "
+        "start.py's own plan without config files, every setting a flag, the server's default logging), from "
+        "`Popen` to the first `HTTP/1.1 200` on a fresh connection (1 ms connect loop), start.py's default settings.\n"
+        "\n2: one start through start.py per round and server with `PYTHONPROFILEIMPORTTIME=1` and a probe "
+        "(sitecustomize) in every process, which gives each process its own stderr and times every file loader "
+        "load. Launcher code is any module whose file lies in start.py's directory (start.py, the config files) or "
+        "in this start's TMPDIR (the runtime directory); a process's figure is the larger of the `-X importtime` "
+        "cumulative time of its outermost launcher modules and the probe's time for the same loads plus those "
+        "done by file path (which `-X importtime` does not see, e.g. start.py loaded by a config file). The config "
+        "file's own load (2b) is reported apart; start.py's own process before its exec is target 3's.\n"
+        "\n3: wall time of `python start.py --dry-run` (the image's CMD) minus `python -c pass`, same venv and "
+        "environment, alternating, each spawned from this script and waited for; difference of the medians per "
+        "round. The same for the child's user+sys CPU time, and for the fastest run of each command: both are "
+        "steadier than wall medians when other work competes for the CPUs.\n"
+        "\n4: `ACCESS_LOG=''` for start.py, and the direct command derived under the same variable; both "
+        "servers up at once, `wrk` bursts of 1 s alternating between them (A B B A …) after a warm-up of each; "
+        "per round the ratio of their mean req/s. *server CPU per request* (the tree's user+sys per request) is "
+        "less sensitive to other work than req/s. *log B/req* confirms that no access log was written.\n"
+    )
+    add("## Per server\n")
+    out += details
+    add("## Launches\n")
+    add("| launch | argv |\n|---|---|")
+    for name, argv in res["argv"].items():
+        text = " ".join(shlex.quote(a) for a in argv)
+        text = re.sub(r"\S*/bin/python", "python", text).replace(os.path.dirname(START_PY) + "/", "")
+        text = re.sub(r"(127\.0\.0\.1:|--port )\d+", r"\1PORT", text)
+        add(f"| {name} | `{text}` |")
+    add(
+        "\nPORT is a fresh port per launch; HOST=127.0.0.1, PORT, SERVER (and ACCESS_LOG='' for the throughput "
+        "launches) are in every environment; start.py runs from a snapshot of the files the image copies to /.\n"
+    )
+    return "\n".join(out) + "\n"
+
+
 def main() -> int:
+    global REPO, START_PY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers-venv", required=True)
-    parser.add_argument("--inboard-venv", required=True)
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds of each load launch")
-    parser.add_argument("--duration", type=int, default=3, help="measured wrk seconds per launch")
+    parser.add_argument("--inboard-venv", help="the anchor's venv (not needed with --targets)")
+    parser.add_argument(
+        "--targets",
+        action="store_true",
+        help="measure only the four performance targets of issue 8, in one interleaved run under the image's "
+        "conditions (writes bench/TARGETS.md)",
+    )
+    parser.add_argument("--quick", action="store_true", help="with --targets: few, short rounds (development)")
+    parser.add_argument("--repo", default=REPO, help="the checkout whose launcher is measured (default: this one)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4; --targets 8, --quick 2)")
+    parser.add_argument(
+        "--duration", type=int, help="measured wrk seconds per launch (3; --targets: 1 s bursts per side, 4; --quick 2)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="wrk warm-up seconds per launch")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--ttfr-rounds", type=int, default=9)
+    parser.add_argument(
+        "--ttfr-pairs", type=int, help="--targets: time-to-first-200 pairs per round and server (2; --quick 1)"
+    )
+    parser.add_argument(
+        "--dryrun-pairs", type=int, help="--targets: --dry-run/bare pairs per round and server (8; --quick 4)"
+    )
     parser.add_argument("--launch-rounds", type=int, default=4)
     parser.add_argument("--launch-runs", type=int, default=15, help="hyperfine runs per command per round")
     parser.add_argument("--quota", type=float, default=1.0, help="CPUs of the cgroup quota (case 5)")
     parser.add_argument("--only", default="1,2,3,5", help="cases to run (4 comes with 3)")
-    parser.add_argument("--cases", default="", help="only the launches whose name matches this regex")
-    parser.add_argument("--output", default=os.path.join(BENCH, "RESULTS.md"))
+    parser.add_argument(
+        "--cases", default="", help="only the launches whose name matches this regex (--targets: the servers)"
+    )
+    parser.add_argument("--output", help="default bench/RESULTS.md, with --targets bench/TARGETS.md")
     parser.add_argument("--keep-work", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
+    quick = args.targets and args.quick
+    if args.rounds is None:
+        args.rounds = (2 if quick else 8) if args.targets else 4
+    if args.duration is None:
+        args.duration = (2 if quick else 4) if args.targets else 3
+    if args.ttfr_pairs is None:
+        args.ttfr_pairs = 1 if quick else 2
+    if args.dryrun_pairs is None:
+        args.dryrun_pairs = 4 if quick else 8
+    if args.output is None:
+        args.output = os.path.join(BENCH, "TARGETS.md" if args.targets else "RESULTS.md")
+    args.output = os.path.abspath(args.output)
+    if not args.targets and not args.inboard_venv:
+        parser.error("--inboard-venv is needed (all but --targets)")
+    REPO = os.path.abspath(args.repo)
     only = set(args.only.split(","))
-    if args.cases:
+    if args.cases and not args.targets:
         for case in CASES:
             if not re.search(args.cases, case.name):
                 case.ttfr = case.load = False
@@ -1323,19 +2193,30 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="asgi-start-bench-")
     # Measure one version of the launcher throughout: a snapshot of start.py and the config files
     # (which load start.py from beside themselves), even if the work tree changes during the run.
-    global START_PY
+    # With --targets, the snapshot is what the Dockerfile puts in / (and compiles), run by its CMD.
     snapshot = os.path.join(work, "launcher")
     os.makedirs(snapshot)
-    for name in LAUNCHER_FILES:
-        shutil.copy2(os.path.join(REPO, name), snapshot)
-    START_PY = os.path.join(snapshot, "start.py")
-    runner = Runner(args, work)
+    layout = None
+    if args.targets:
+        layout = image_layout(REPO, snapshot, os.path.join(args.servers_venv, "bin", "python"))
+        START_PY = os.path.join(snapshot, "start.py")
+        if not os.path.exists(START_PY):
+            START_PY = next(a for a in layout.cmd[1:] if a.startswith(snapshot))
+    else:
+        for name in LAUNCHER_FILES:
+            shutil.copy2(os.path.join(REPO, name), snapshot)
+        START_PY = os.path.join(snapshot, "start.py")
+    runner = Runner(args, work, layout)
     res: dict = {}
     info: dict | None = None
     cgroup = None
     status = 0
     try:
         info = machine(args)
+        if args.targets:
+            log(f"targets of issue 8: {args.rounds} interleaved rounds" + (" (quick)" if quick else ""))
+            res["targets"] = targets_run(runner, args)
+            only = set()
         if "1" in only:
             log("case 1: launch overhead (hyperfine, -X importtime)")
             res["launch"] = case1_launch(runner, args)
@@ -1378,7 +2259,10 @@ def main() -> int:
     raw = os.path.splitext(args.output)[0] + ".json" if status == 0 else os.path.join(work, "partial.json")
     with open(raw, "w") as file:
         json.dump({"machine": info, "results": res}, file, indent=1, default=str)
-    text = report(info, res, args, elapsed) if info else ""
+    if args.targets:
+        text = targets_report(info, res["targets"], args, elapsed, layout) if info and "targets" in res else ""
+    else:
+        text = report(info, res, args, elapsed) if info else ""
     if status == 0:
         with open(args.output, "w") as file:
             file.write(text)

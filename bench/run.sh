@@ -4,11 +4,22 @@
 # anchor inboard from bench/requirements-inboard.txt), then runs bench/bench.py, which prints the
 # Markdown tables and writes bench/RESULTS.md (+ raw data in bench/RESULTS.json).
 # Needs wrk and hyperfine on PATH; case 5 needs root and a writable cgroup v1 cpu hierarchy.
+#
+#   bash bench/run.sh --targets [--quick]   only the performance targets of issue 8, under the image's
+#                                           conditions: bench/TARGETS.md (+ .json); needs wrk only, and
+#                                           only the servers venv
+#   BENCH_SERVERS_VENV=.venv bash bench/run.sh --targets   use an existing venv with the pinned servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENVS=${BENCH_VENVS:-bench/.venvs}
-for tool in wrk hyperfine; do
+targets=0
+for arg in "$@"; do
+    [ "$arg" = --targets ] && targets=1
+done
+tools="wrk hyperfine"
+[ "$targets" = 1 ] && tools="wrk"
+for tool in $tools; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (apt-get install $tool)" >&2; exit 2; }
 done
 
@@ -22,8 +33,15 @@ venv() {  # venv DIR REQUIREMENTS: (re)create when the requirements file changed
         echo "$stamp" >"$dir/.stamp"
     fi
 }
-venv "$VENVS/servers" requirements/dev.txt
+if [ -n "${BENCH_SERVERS_VENV:-}" ]; then
+    servers=$(realpath "$BENCH_SERVERS_VENV")
+else
+    venv "$VENVS/servers" requirements/dev.txt
+    servers=$(realpath "$VENVS/servers")
+fi
+if [ "$targets" = 1 ]; then
+    exec "$servers/bin/python" bench/bench.py --servers-venv "$servers" "$@"
+fi
 venv "$VENVS/inboard" bench/requirements-inboard.txt
-
-exec "$VENVS/servers/bin/python" bench/bench.py \
-    --servers-venv "$(realpath "$VENVS/servers")" --inboard-venv "$(realpath "$VENVS/inboard")" "$@"
+exec "$servers/bin/python" bench/bench.py \
+    --servers-venv "$servers" --inboard-venv "$(realpath "$VENVS/inboard")" "$@"
