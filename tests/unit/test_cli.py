@@ -118,8 +118,9 @@ def test_readme_table_is_generated_from_the_code_table():
     assert readme_table("server-table") == start.server_table(), "regenerate: python scripts/sync_readme_table.py"
 
 
-def test_contract_variables_are_all_implemented():
-    contract = REPO.parent / "shared" / "contract.md"
+@pytest.mark.parametrize("name", ["contract.md", "contract-next.md"])
+def test_contract_variables_are_all_implemented(name):
+    contract = REPO.parent / "shared" / name
     if not contract.exists():
         pytest.skip(f"{contract} is not beside this checkout")
     names = set()
