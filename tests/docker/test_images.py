@@ -511,8 +511,17 @@ def test_image_contents(images, containers, suite, target):
         inside = containers.run_to_end(image, cmd=["cat", f"/{name}"]).stdout
         assert inside == (REPO / name).read_text(), name
     config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", image).stdout)
-    assert config["Cmd"] == ["python", "/start.py"]
-    assert config["Healthcheck"]["Test"] == ["CMD", "python", "/start.py", "--healthcheck"]
+    # start.py's bytecode, compiled at build time with a checked hash of the very start.py beside it
+    assert config["Cmd"] == ["python", "/start.pyc"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "python", "/start.pyc", "--healthcheck"]
+    assert "start.pyc" in info["files"]
+    check = (
+        "import _imp, importlib.util as u\n"
+        "header, source = open('/start.pyc', 'rb').read(16), open('/start.py', 'rb').read()\n"
+        "assert header[:4] == u.MAGIC_NUMBER and header[4] == 3, header\n"  # hash-based, checked
+        "assert header[8:16] == u.source_hash(source)\n"
+    )
+    assert containers.run_to_end(image, cmd=["python", "-c", check]).returncode == 0
     assert "80/tcp" in config["ExposedPorts"]
     assert config["Labels"]["org.opencontainers.image.title"] == "asgi-start"
 
