@@ -43,6 +43,10 @@ if TYPE_CHECKING:  # typing costs start-up time; only type checkers need it
     # flag; None and False leave the option out.
     Option = tuple[Optional[str], Optional[str], Any]
 
+if __name__ == "__main__":
+    # From the first line: see hold_sigterm. The interpreter has loaded _signal; `signal` would cost an import.
+    sys.modules["_signal"].pthread_sigmask(sys.modules["_signal"].SIG_BLOCK, {sys.modules["_signal"].SIGTERM})
+
 __version__ = "1.1.0"
 
 PROG = "asgi-start"
@@ -1551,7 +1555,7 @@ def gunicorn_options(settings: Settings, facts: Facts, workers: int, worker_clas
 def hypercorn_options(settings: Settings, facts: Facts, workers: int) -> list[Option]:
     options: list[Option] = [
         ("bind", "--bind", binds(settings)),
-        ("insecure_bind", "--insecure-bind", insecure_binds(settings) or None),
+        ("insecure_bind", "--insecure-bind", insecure_binds(settings)),  # a list: Hypercorn iterates it
         ("workers", "--workers", workers),
         ("worker_class", "--worker-class", settings.worker_class or "asyncio"),
         ("accesslog", "--access-logfile", "-" if settings.access_log else None),
@@ -1711,6 +1715,11 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     launch = Launch([sys.executable, "-m", "gunicorn"])
     launch.config_file, launch.worker_class = config_file, worker_class
     options = gunicorn_options(settings, facts, app.workers, worker_class)
+    trusted = settings.forwarded_allow_ips or ""
+    if "/" in trusted and facts.version("gunicorn") < (24,):
+        problems.append(
+            f"FORWARDED_ALLOW_IPS={trusted!r}: Gunicorn before 24 takes addresses only, not networks; list the addresses"
+        )
     if config_file:
         # A user's own config (or GUNICORN_CMD_ARGS) can still override any setting.
         launch.argv += ["--config", config_file]
@@ -2326,6 +2335,11 @@ def hold_sigterm() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
+def release_sigterm() -> None:
+    signals: Any = sys.modules["_signal"]  # loaded by the interpreter; `signal` would cost an import
+    signals.pthread_sigmask(signals.SIG_UNBLOCK, {signals.SIGTERM})
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
@@ -2351,6 +2365,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 0
     if mode == "start":
         hold_sigterm()
+    else:  # only a start hands SIGTERM on to a server
+        release_sigterm()
     problems: list[str] = []
     settings = parse_settings(environ, problems)
     if mode == "--healthcheck":
@@ -2686,13 +2702,19 @@ class ProxyHeaders:
             client = scope.get("client")
             if client and self.trusts(client[0]):
                 self.apply(scope)
+            root_path = scope.get("root_path")
+            if root_path and not scope["path"].startswith(root_path):
+                # Uvicorn, and so every other server here, puts root_path in front of path, as the ASGI spec reads
+                scope["path"] = root_path + scope["path"]
+                if scope.get("raw_path") is not None:
+                    scope["raw_path"] = root_path.encode("latin-1") + scope["raw_path"]
         await self.app(scope, receive, send)
 
     def apply(self, scope: Any) -> None:
         proto, forwarded_for = None, []
         for name, value in scope["headers"]:
             if name == b"x-forwarded-proto":
-                proto = value.decode("latin-1").strip().lower()
+                proto = value.decode("latin-1").strip()  # as Uvicorn reads it: no case folding
             elif name == b"x-forwarded-for":
                 forwarded_for.append(value.decode("latin-1"))
         if proto in ("http", "https", "ws", "wss"):
