@@ -2543,10 +2543,11 @@ def interpreter_starts(sitecustomize: str) -> None:
     sitecustomize this one shadows, if there is one.
     """
     if os.environ.get("ASGI_START_PID") == str(os.getpid()):
-        import signal
+        import sys
 
-        signal.signal(signal.SIGTERM, _stop_before_serving)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signals: Any = sys.modules["_signal"]  # loaded by the interpreter; `signal` would import enum
+        signals.signal(signals.SIGTERM, _stop_before_serving)
+        signals.pthread_sigmask(signals.SIG_UNBLOCK, {signals.SIGTERM})
     _run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(sitecustomize)))
 
 

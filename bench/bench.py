@@ -654,11 +654,20 @@ class Runner:
         if case.server == "gunicorn" and "GUNICORN_CMD_ARGS" in plan["env"]:
             # GUNICORN_CMD_ARGS (start.py alone) -> the same flags on the command line
             argv = argv[:3] + without_generated(shlex.split(plan["env"]["GUNICORN_CMD_ARGS"]), generated) + argv[3:]
+        wrapped = plan["env"].get("ASGI_START_APP")
+        if wrapped and argv and argv[-1].startswith("asgi_start:"):
+            # Hypercorn by hand serves the app itself, not through start.py's proxy-headers wrapper
+            argv = [*argv[:-1], wrapped]
         if case.server == "uvicorn" and "--fd" in argv:
             # Uvicorn binds the address itself, as `uvicorn --host --port` does
             index = argv.index("--fd")
             argv[index : index + 2] = ["--host", HOST, "--port", str(port)]
-        env = {k: v for k, v in plan["env"].items() if k != "GUNICORN_CMD_ARGS" and not any(g in v for g in generated)}
+        env = {
+            k: v
+            for k, v in plan["env"].items()
+            if k not in ("GUNICORN_CMD_ARGS", "ASGI_START_APP", "ASGI_START_FORWARDED_ALLOW_IPS")
+            and not any(g in v for g in generated)
+        }
         # the same environment start.py would have exec'd the server with (the flags win anyway)
         return argv, self.env(self.args.servers_venv, {"SERVER": case.server, **contract, **env}), plan["workers"]
 
