@@ -2555,13 +2555,15 @@ def _stop_before_serving(signum: int, frame: Any) -> None:
     """SIGTERM before the server has its own handler: stop now, with any worker already started."""
     import sys
 
-    multiprocessing = sys.modules.get("multiprocessing")
-    if multiprocessing is not None:
-        for child in multiprocessing.active_children():
+    # multiprocessing may be half imported when the signal comes: nothing started then
+    active_children = getattr(sys.modules.get("multiprocessing"), "active_children", None)
+    try:
+        for child in active_children() if active_children else ():
             child.kill()  # still starting: nothing of theirs is served yet
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(0)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    finally:
+        os._exit(0)
 
 
 def _run_shadowed_sitecustomize(own_directory: str) -> None:
