@@ -585,7 +585,6 @@ class Settings:
         self.quic_bind: list[str] | None = values["QUIC_BIND"]
         self.certfile: str | None = values["CERTFILE"]
         self.keyfile: str | None = values["KEYFILE"]
-        self.ca_certs: str | None = values["CA_CERTS"]
         self.backlog: int | None = values["BACKLOG"]
         self.max_requests: int | None = values["MAX_REQUESTS"]
         self.max_requests_jitter: int | None = values["MAX_REQUESTS_JITTER"]
