@@ -2552,17 +2552,44 @@ def interpreter_starts(sitecustomize: str) -> None:
 
 def _stop_before_serving(signum: int, frame: Any) -> None:
     """SIGTERM before the server has its own handler: stop now, with any worker already started."""
+    import contextlib
     import sys
 
-    # multiprocessing may be half imported when the signal comes: nothing started then
-    active_children = getattr(sys.modules.get("multiprocessing"), "active_children", None)
     try:
-        for child in active_children() if active_children else ():
-            child.kill()  # still starting: nothing of theirs is served yet
+        # Every child the kernel knows, not multiprocessing's list (which may be half
+        # imported, and misses a worker whose spawn this signal interrupted): still
+        # starting, they serve nothing. The resource tracker is spared: it removes
+        # the semaphores the workers leave.
+        tracker = getattr(sys.modules.get("multiprocessing.resource_tracker"), "_resource_tracker", None)
+        spared = getattr(tracker, "_pid", None)
+        for child in _child_pids():
+            if child != spared:
+                with contextlib.suppress(OSError):
+                    os.kill(child, 9)  # SIGKILL; `signal` is not imported yet
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
     finally:
         os._exit(0)
+
+
+def _child_pids() -> list[int]:
+    """This process's children as the kernel knows them (parent PID in /proc/N/stat)."""
+    me = os.getpid()
+    children: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc mounted
+        return children
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as file:
+                    stat = file.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == me:
+                children.append(int(entry))
+    return children
 
 
 def _run_shadowed_sitecustomize(own_directory: str) -> None:

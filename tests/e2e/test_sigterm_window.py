@@ -23,10 +23,14 @@ supervisor polls its signal queue every 0.5 s and may first wait for a booting w
 health answer (up to 1 s measured). 5 s is over three times that, half of `docker
 stop`'s 10 s, and far below the 120 s a lost signal costs.
 
-`gunicorn-2-slow-post-fork` runs Gunicorn with a config file that extends the default
-one with a post_fork hook taking 0.3 s (as hooks that reconnect or warm up do): it
-widens the moment in which a forked worker still runs with its master's signal
-handlers, otherwise a few milliseconds wide and seldom hit.
+Two cases widen a moment that is otherwise microseconds to milliseconds wide and seldom
+hit, with a config file that extends the default one. `gunicorn-2-slow-post-fork` adds a
+post_fork hook taking 0.3 s (as hooks that reconnect or warm up do): a forked worker runs
+with its master's signal handlers until it installs its own. `hypercorn-2-slow-spawn`
+makes each worker spawn return 0.15 s late (as on a loaded machine): a SIGTERM then meets
+Hypercorn's master between "worker launched" and "worker registered" in multiprocessing,
+where a handler that stops the master with multiprocessing's list of children misses it
+(the worker, orphaned, goes on serving).
 
 The `pid1-` cases run start.py as PID 1 of a new PID namespace (`unshare`), as in a
 container without an init, and signal it from outside, as the runtime does: the kernel
@@ -69,6 +73,7 @@ ROUNDS = int(os.environ.get("SIGTERM_WINDOW_ROUNDS", "1"))
 MAX_DELAYS = 70  # per round: a slow machine gets wider steps, not a longer test
 LEFT_GRACE_S = 2.0  # after the server exits, for the last of its processes to go
 POST_FORK_DELAY_S = 0.3
+SPAWN_DELAY_S = 0.15
 
 SLOW_POST_FORK_CONF = """\
 import runpy
@@ -84,17 +89,46 @@ def post_fork(server, worker):
     time.sleep({delay})
 """
 
+SLOW_SPAWN_CONF = """\
+import runpy
+
+globals().update(runpy.run_path({default!r}))
+
+
+def _slow_spawn():
+    import time
+    from multiprocessing import popen_spawn_posix
+
+    launch = popen_spawn_posix.Popen._launch
+
+    def _launch(self, process_obj):
+        launch(self, process_obj)
+        time.sleep({delay})
+
+    popen_spawn_posix.Popen._launch = _launch
+
+
+_slow_spawn()
+del _slow_spawn  # Hypercorn copies every name here into its Config, and pickles that
+"""
+
 CASES = [
-    pytest.param("gunicorn", 2, False, False, id="gunicorn-2"),
-    pytest.param("gunicorn", 2, True, False, id="gunicorn-2-slow-post-fork"),
-    pytest.param("uvicorn", 2, False, False, id="uvicorn-2"),
-    pytest.param("uvicorn", 1, False, False, id="uvicorn-1"),
-    pytest.param("hypercorn", 2, False, False, id="hypercorn-2"),
-    pytest.param("gunicorn", 2, False, True, id="pid1-gunicorn-2"),
-    pytest.param("uvicorn", 2, False, True, id="pid1-uvicorn-2"),
-    pytest.param("uvicorn", 1, False, True, id="pid1-uvicorn-1"),
-    pytest.param("hypercorn", 2, False, True, id="pid1-hypercorn-2"),
+    pytest.param("gunicorn", 2, "", False, id="gunicorn-2"),
+    pytest.param("gunicorn", 2, "slow-post-fork", False, id="gunicorn-2-slow-post-fork"),
+    pytest.param("uvicorn", 2, "", False, id="uvicorn-2"),
+    pytest.param("uvicorn", 1, "", False, id="uvicorn-1"),
+    pytest.param("hypercorn", 2, "", False, id="hypercorn-2"),
+    pytest.param("hypercorn", 2, "slow-spawn", False, id="hypercorn-2-slow-spawn"),
+    pytest.param("gunicorn", 2, "", True, id="pid1-gunicorn-2"),
+    pytest.param("uvicorn", 2, "", True, id="pid1-uvicorn-2"),
+    pytest.param("uvicorn", 1, "", True, id="pid1-uvicorn-1"),
+    pytest.param("hypercorn", 2, "", True, id="pid1-hypercorn-2"),
 ]
+# A config file that extends the default one: its variable, template, default file and delay.
+WIDENING = {
+    "slow-post-fork": ("GUNICORN_CONF", SLOW_POST_FORK_CONF, "gunicorn_conf.py", POST_FORK_DELAY_S),
+    "slow-spawn": ("HYPERCORN_CONF", SLOW_SPAWN_CONF, "hypercorn_conf.py", SPAWN_DELAY_S),
+}
 
 
 def pid_namespaces_work() -> bool:
@@ -187,9 +221,17 @@ def measure_start_up(servers: list, run_dir: Path, server_name: str, workers: in
     assert len(seen) == workers, server.output()[-3000:]
     tree = descendants(server.pid)
     os.kill(target, signal.SIGTERM)
-    status = server.process.wait(EXIT_BOUND_S + 10)
+    try:
+        status: int | None = server.process.wait(EXIT_BOUND_S)
+    except subprocess.TimeoutExpired:
+        status = None
+    if status is None:
+        output = server.output()[-3000:]
+        server.kill_all()
+        pytest.fail(f"a SIGTERM sent once every worker served was not acted on within {EXIT_BOUND_S:g}s:\n{output}")
     assert status in (0, -signal.SIGTERM), server.output()[-3000:]
-    assert all_gone([server.pid, *tree]) == []
+    left = all_gone([server.pid, *tree])
+    assert left == [], f"processes left behind by a SIGTERM once every worker served: {left}\n{server.output()[-3000:]}"
     server.kill_all()
     return serving
 
@@ -245,17 +287,18 @@ def line(result: dict) -> str:
     return f"{result['delay_ms']:>5} ms: exit {exit_text} status {result['status']} {' '.join(extras)}".rstrip()
 
 
-@pytest.mark.parametrize(("server_name", "workers", "slow_post_fork", "pid1"), CASES)
+@pytest.mark.parametrize(("server_name", "workers", "widened", "pid1"), CASES)
 def test_sigterm_at_any_moment_of_the_start_up_stops_the_server(
-    servers, tmp_path, server_name, workers, slow_post_fork, pid1, record_property
+    servers, tmp_path, server_name, workers, widened, pid1, record_property
 ):
     if pid1 and not pid_namespaces_work():
         pytest.skip("cannot create a PID namespace here (unshare --pid needs root or user namespaces)")
     extra: dict[str, str] = {}
-    if slow_post_fork:
-        conf = tmp_path / "slow_post_fork_conf.py"
-        conf.write_text(SLOW_POST_FORK_CONF.format(default=str(REPO / "gunicorn_conf.py"), delay=POST_FORK_DELAY_S))
-        extra["GUNICORN_CONF"] = str(conf)
+    if widened:
+        variable, template, default, delay = WIDENING[widened]
+        conf = tmp_path / f"{widened.replace('-', '_')}_conf.py"
+        conf.write_text(template.format(default=str(REPO / default), delay=delay))
+        extra[variable] = str(conf)
     window = measure_start_up(servers, tmp_path / "calibration", server_name, workers, extra, pid1)
     delays = spread(window)
     results = []
@@ -283,7 +326,7 @@ def test_sigterm_at_any_moment_of_the_start_up_stops_the_server(
         "statuses": statuses,
         "runs_with_traceback": sum(r["traceback"] for r in results),
     }
-    title = f"{'PID 1: ' if pid1 else ''}{server_name} x{workers}{' slow post_fork' if slow_post_fork else ''}"
+    title = f"{'PID 1: ' if pid1 else ''}{server_name} x{workers}{' ' + widened if widened else ''}"
     table = "\n".join(line(r) for r in results)
     print(f"\n{title}: {summary}\n{table}")
     for key, value in summary.items():
