@@ -1698,9 +1698,17 @@ def gunicorn_hooks(settings: Settings) -> dict[str, str]:
     return hooks
 
 
-def hand_over_options(facts: Facts, config: dict[str, Any], settings: Settings, launch: Launch) -> None:
-    """Give the config file the finished options, so that it translates them instead of planning again."""
+def config_file_options(server: str, settings: Settings, facts: Facts, options: list[Option]) -> dict[str, Any]:
+    """What a config file sets: the options with a key, Gunicorn's hooks by name, the logging dictionary."""
+    config = as_config(options)
+    if server == "gunicorn":
+        config[HOOKS_KEY] = gunicorn_hooks(settings)
     config["logconfig_dict"] = effective_logging(settings, facts)
+    return config
+
+
+def hand_over_options(facts: Facts, config: dict[str, Any], launch: Launch) -> None:
+    """Give the config file the finished options, so that it translates them instead of planning again."""
     content = to_json(config, indent=1, sort_keys=True)
     path = facts.generated("options", content)
     launch.files[path] = content
@@ -1722,7 +1730,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     if config_file:
         # A user's own config (or GUNICORN_CMD_ARGS) can still override any setting.
         launch.argv += ["--config", config_file]
-        hand_over_options(facts, {**as_config(options), HOOKS_KEY: gunicorn_hooks(settings)}, settings, launch)
+        hand_over_options(facts, config_file_options("gunicorn", settings, facts, options), launch)
     else:
         for hook in gunicorn_hooks(settings).keys() & HOOK_PURPOSE.keys():
             launch.warnings.append(
@@ -1787,7 +1795,7 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     options = hypercorn_options(settings, facts, app.workers)
     if config_file:
         launch.argv += ["--config", config_file]
-        hand_over_options(facts, as_config(options), settings, launch)
+        hand_over_options(facts, config_file_options("hypercorn", settings, facts, options), launch)
     else:
         options.append(("logconfig", "--log-config", "json:" + app.log_file))
         launch.argv += as_flags(options, problems, "hypercorn")
@@ -1861,11 +1869,9 @@ def server_config(server: str, settings: Settings, facts: Facts, problems: list[
     workers, _ = compute_workers(settings, facts.cpus, facts.memory_limit)
     if server == "gunicorn":
         options = gunicorn_options(settings, facts, workers, gunicorn_worker_class(settings, facts, problems))
-        config = {**as_config(options), HOOKS_KEY: gunicorn_hooks(settings)}
     else:
-        config = as_config(hypercorn_options(settings, facts, workers))
-    config["logconfig_dict"] = effective_logging(settings, facts)
-    return config
+        options = hypercorn_options(settings, facts, workers)
+    return config_file_options(server, settings, facts, options)
 
 
 def config_by_hand(server: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
