@@ -208,3 +208,12 @@ def wait_until_workers_serve(url: str, count: int, deadline_s: float = 15) -> se
         except OSError:
             time.sleep(0.05)
     return seen
+
+
+def join_cgroup(path: Path):
+    """A preexec_fn moving the child into a cgroup v1 directory before exec, so start.py already sees its limits."""
+
+    def enter() -> None:
+        (path / "cgroup.procs").write_text(str(os.getpid()))
+
+    return enter

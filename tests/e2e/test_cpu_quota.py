@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Server, clean_env, copy_app, dry_run, free_port, wait_for_workers, wait_until_workers_serve
+from helpers import (
+    Server,
+    clean_env,
+    copy_app,
+    dry_run,
+    free_port,
+    join_cgroup,
+    wait_for_workers,
+    wait_until_workers_serve,
+)
 
 CPU_HIERARCHY = Path("/sys/fs/cgroup/cpu")
 
@@ -37,13 +46,6 @@ def quota_cgroup(request):
     yield make
     for path in created:
         path.rmdir()
-
-
-def join_cgroup(path: Path):
-    def enter() -> None:  # runs in the child before exec, so start.py already sees the quota
-        (path / "cgroup.procs").write_text(str(os.getpid()))
-
-    return enter
 
 
 def test_dry_run_inside_a_half_cpu_quota(tmp_path, quota_cgroup):
