@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""asgi-start: serve an ASGI app with Gunicorn + Uvicorn workers, Uvicorn or Hypercorn.
+"""asgi-start: serve an ASGI app with Gunicorn + Uvicorn workers, Uvicorn, Hypercorn or Granian.
 
 One file, standard library only, Python 3.9+. Copy it into any image and run
 ``python start.py``. It reads the environment, finds the app without importing
@@ -50,12 +50,14 @@ if __name__ == "__main__":
 __version__ = "1.1.0"
 
 PROG = "asgi-start"
-SERVERS = ("gunicorn", "uvicorn", "hypercorn")
+SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 TRUE_WORDS = ("1", "true", "yes", "y")
 FALSE_WORDS = ("0", "false", "no", "n")
 HYPERCORN_WORKER_CLASSES = ("asyncio", "uvloop", "trio")
+# Granian's event loops (its --loop); WORKER_CLASS picks one. winloop is Windows-only.
+GRANIAN_LOOPS = ("auto", "asyncio", "uvloop", "rloop")
 # Gunicorn's short names for its own worker classes (gunicorn.workers.SUPPORTED_WORKERS).
 GUNICORN_WORKER_ALIASES = ("sync", "eventlet", "gevent", "tornado", "gthread", "asgi")
 # The package each importable name comes from, for "install X" messages.
@@ -66,6 +68,9 @@ PACKAGE_OF_MODULE = {
     "uvicorn_worker": "uvicorn-worker",
     "uvloop": "uvloop",
     "trio": "trio",
+    "granian": "granian",
+    "rloop": "rloop",
+    "watchfiles": "'granian[reload]'",
 }
 # The key under which the options name Gunicorn's hooks, and why each is there.
 HOOKS_KEY = "asgi_start_hooks"
@@ -77,6 +82,9 @@ SERVER_PID_VARIABLE = "ASGI_START_PID"
 # What the launcher's proxy-headers wrapper serves, and whom it trusts (see proxied_app).
 WRAPPED_APP_VARIABLE = "ASGI_START_APP"
 TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
+# Set for Granian's main process: its forked workers start with SIGTERM and SIGINT at their
+# defaults (see interpreter_starts).
+FORK_GUARD_VARIABLE = "ASGI_START_FORK_GUARD"
 # Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
 UVICORN_SOCKET_FD = 3
 # The environment variable that tells a default config file where start.py left its options.
@@ -392,18 +400,30 @@ def parse_http_path(raw: str) -> str:
 class To:
     """What a setting becomes under one server: its config-file key and its command-line flag.
 
-    A missing key means the server has no config file (Uvicorn); a missing flag
-    means the setting needs the config file, and `no_flag` says why. `default`
-    is the value this server gets when the variable is unset.
+    A missing key means the server has no config file (Uvicorn, Granian); a
+    missing flag means the setting needs the config file, and `no_flag` says
+    why. `default` is the value this server gets when the variable is unset.
+    `convert` turns the parsed value into this server's unit or range; its
+    ValueError says what the server accepts, and `note` says it in the README.
     """
 
-    __slots__ = ("default", "flag", "key", "no_flag")
+    __slots__ = ("convert", "default", "flag", "key", "no_flag", "note")
 
-    def __init__(self, key: str | None = None, flag: str | None = None, default: Any = None, no_flag: str = "") -> None:
+    def __init__(
+        self,
+        key: str | None = None,
+        flag: str | None = None,
+        default: Any = None,
+        no_flag: str = "",
+        convert: Callable[[Any], Any] | None = None,
+        note: str = "",
+    ) -> None:
         self.key = key
         self.flag = flag
         self.default = default
         self.no_flag = no_flag
+        self.convert = convert
+        self.note = note
 
 
 class Var:
@@ -474,30 +494,83 @@ METRICS = "Metrics"
 
 
 def same(key: str, flag: str, **extra: Any) -> dict[str, To]:
-    """The common case: Gunicorn and Hypercorn share the key and flag; Uvicorn takes `uvicorn_flag`."""
+    """The common case: Gunicorn and Hypercorn share the key and flag; Uvicorn takes `uvicorn_flag`,
+    Granian `granian` (a To: it has no config file either)."""
     uvicorn_flag = extra.pop("uvicorn_flag", None)
+    granian = extra.pop("granian", None)
     mapping = {"gunicorn": To(key, flag), "hypercorn": To(key, flag, **extra)}
     if uvicorn_flag:
         mapping["uvicorn"] = To(flag=uvicorn_flag)
+    if granian:
+        mapping["granian"] = granian
     return mapping
+
+
+# Granian's units and ranges for settings it takes under another name.
+GRANIAN_MAX_KILL_TIMEOUT = 1800
+GRANIAN_MIN_BACKLOG = 128
+GRANIAN_MAX_HEADER_TIMEOUT = 60
+
+
+def granian_kill_timeout(seconds: int) -> int:
+    """GRACEFUL_TIMEOUT as --workers-kill-timeout: Granian takes 1 to 1800 s, so no grace (0) is its least, 1 s."""
+    if seconds > GRANIAN_MAX_KILL_TIMEOUT:
+        raise ValueError(f"0 to {GRANIAN_MAX_KILL_TIMEOUT} seconds under SERVER=granian (its --workers-kill-timeout)")
+    return max(seconds, 1)
+
+
+def granian_backlog(count: int) -> int:
+    if count < GRANIAN_MIN_BACKLOG:
+        raise ValueError(f"{GRANIAN_MIN_BACKLOG} to {MAX_BACKLOG} under SERVER=granian (its smallest --backlog)")
+    return count
+
+
+def granian_reload_tick(seconds: float) -> int:
+    """RELOAD_DELAY as --reload-tick, in milliseconds, which Granian takes from 50 to 5000."""
+    milliseconds = round(seconds * 1000)
+    if not 50 <= milliseconds <= 5000:
+        raise ValueError("0.05 to 5 seconds under SERVER=granian (its --reload-tick)")
+    return milliseconds
+
+
+def granian_keep_alive(seconds: int) -> int | None:
+    """KEEP_ALIVE as --http1-header-read-timeout (ms): Granian closes an idle keep-alive connection when
+    the next request's headers have not come in that long. 0 turns keep-alive off (the planner's flag)."""
+    if seconds > GRANIAN_MAX_HEADER_TIMEOUT:
+        raise ValueError(
+            f"0 to {GRANIAN_MAX_HEADER_TIMEOUT} seconds under SERVER=granian (its --http1-header-read-timeout)"
+        )
+    return seconds * 1000 or None
+
+
+def granian_ignore_patterns(globs: list[str]) -> list[str]:
+    """RELOAD_EXCLUDES as --reload-ignore-patterns: Granian (watchfiles) searches these regular
+    expressions in the changed file's name, so each glob becomes one anchored at both ends."""
+    import fnmatch  # only when set: it brings re along
+
+    if any("/" in glob for glob in globs):
+        raise ValueError(
+            "file or directory names or glob patterns without / under SERVER=granian (it matches names, not paths)"
+        )
+    return ["^" + fnmatch.translate(glob) for glob in globs]
 
 
 # fmt: off
 VARIABLES = (
-    Var("SERVER", parse_server, "gunicorn", "`gunicorn` (Gunicorn master, Uvicorn workers), `uvicorn` (Uvicorn alone, its own `--workers` manager) or `hypercorn`", APP, aliases=("PROCESS_MANAGER",)),
+    Var("SERVER", parse_server, "gunicorn", "`gunicorn` (Gunicorn master, Uvicorn workers), `uvicorn` (Uvicorn alone, its own `--workers` manager), `hypercorn` or `granian`", APP, aliases=("PROCESS_MANAGER",)),
     Var("APP_MODULE", parse_app_module, None, "the `module:attribute` to serve, or `module:factory()` to serve what a factory without arguments returns; the module must exist on disk", APP, shown="`MODULE_NAME:VARIABLE_NAME`"),
     Var("MODULE_NAME", parse_module_name, None, "module holding the app", APP, shown="`app.main` if `app/main.py` exists, else `main` if `main.py` exists"),
     Var("VARIABLE_NAME", parse_attribute_name, "app", "attribute holding the ASGI app", APP),
-    Var("WITH_RELOAD", parse_bool, "false", "development: one process, restart on code change (Uvicorn’s reloader for gunicorn/uvicorn, Hypercorn’s own for hypercorn)", APP),
-    Var("RELOAD_DIRS", parse_path_list, None, "comma-separated directories to watch (Uvicorn; Hypercorn watches the loaded modules)", APP, shown="app directory"),
+    Var("WITH_RELOAD", parse_bool, "false", "development: one process, restart on code change (Uvicorn’s reloader for gunicorn/uvicorn, the server’s own for hypercorn and granian; granian needs `granian[reload]`)", APP),
+    Var("RELOAD_DIRS", parse_path_list, None, "comma-separated directories to watch (Uvicorn, Granian; Hypercorn watches the loaded modules)", APP, shown="app directory"),
     Var("RELOAD_INCLUDES", parse_path_list, None, "with `WITH_RELOAD`: comma-separated glob patterns of files to watch", APP, servers=("gunicorn", "uvicorn"),
         to={"uvicorn": To(flag="--reload-include")}),
-    Var("RELOAD_EXCLUDES", parse_path_list, None, "with `WITH_RELOAD`: comma-separated glob patterns of files not to watch", APP, servers=("gunicorn", "uvicorn"),
-        to={"uvicorn": To(flag="--reload-exclude")}),
-    Var("RELOAD_DELAY", parse_reload_delay, None, "with `WITH_RELOAD`: seconds between checks for changes", APP, shown="the server’s own", servers=("gunicorn", "uvicorn"),
-        to={"uvicorn": To(flag="--reload-delay")}),
+    Var("RELOAD_EXCLUDES", parse_path_list, None, "with `WITH_RELOAD`: comma-separated glob patterns of files not to watch (Granian: names, not paths)", APP, servers=("gunicorn", "uvicorn", "granian"),
+        to={"uvicorn": To(flag="--reload-exclude"), "granian": To(flag="--reload-ignore-patterns", convert=granian_ignore_patterns, note="each glob as a regex on file names; a plain name also `--reload-ignore-dirs`")}),
+    Var("RELOAD_DELAY", parse_reload_delay, None, "with `WITH_RELOAD`: seconds between checks for changes", APP, shown="the server’s own", servers=("gunicorn", "uvicorn", "granian"),
+        to={"uvicorn": To(flag="--reload-delay"), "granian": To(flag="--reload-tick", convert=granian_reload_tick, note="in ms, 0.05–5 s")}),
     Var("ROOT_PATH", parse_root_path, None, "the path prefix a proxy strips before the app sees the request (`/api`); reaches the app as the ASGI scope’s `root_path`", APP,
-        to={"uvicorn": To(flag="--root-path"), "hypercorn": To("root_path", "--root-path")}, via={"gunicorn": "the launcher’s Uvicorn worker class"}),
+        to={"uvicorn": To(flag="--root-path"), "hypercorn": To("root_path", "--root-path"), "granian": To(flag="--url-path-prefix")}, via={"gunicorn": "the launcher’s Uvicorn worker class"}),
     Var("WEB_CONCURRENCY", parse_worker_count, None, "exact number of worker processes (1–4096); wins over the computed count and over `MAX_WORKERS`", WORKERS),
     Var("WORKERS_PER_CORE", parse_workers_per_core, "1", "workers per effective CPU (above 0, at most 64, fractions allowed)", WORKERS),
     Var("MAX_WORKERS", parse_worker_count, None, "upper bound on the computed count (1–4096)", WORKERS),
@@ -512,37 +585,41 @@ VARIABLES = (
     Var("INSECURE_BIND", parse_address_list, None, "Hypercorn’s plain listener beside the TLS one", LISTEN, shown="`HOST:PORT` when `USE_SSL` and `USE_TCP`", servers=("hypercorn",)),
     Var("QUIC_BIND", parse_address_list, None, "Hypercorn HTTP/3 listener (needs TLS)", LISTEN, servers=("hypercorn",),
         to={"hypercorn": To("quic_bind", "--quic-bind")}),
-    Var("CERTFILE", parse_path, None, "TLS certificate chain (all three servers); with `KEYFILE` it turns TLS on", LISTEN, is_path=True,
-        to=same("certfile", "--certfile", uvicorn_flag="--ssl-certfile")),
-    Var("KEYFILE", parse_path, None, "TLS private key", LISTEN, is_path=True,
-        to=same("keyfile", "--keyfile", uvicorn_flag="--ssl-keyfile")),
+    Var("CERTFILE", parse_path, None, "TLS certificate chain (all servers); with `KEYFILE` it turns TLS on", LISTEN, is_path=True,
+        to=same("certfile", "--certfile", uvicorn_flag="--ssl-certfile", granian=To(flag="--ssl-certificate"))),
+    Var("KEYFILE", parse_path, None, "TLS private key (under Granian not encrypted)", LISTEN, is_path=True,
+        to=same("keyfile", "--keyfile", uvicorn_flag="--ssl-keyfile", granian=To(flag="--ssl-keyfile"))),
     Var("CA_CERTS", parse_path, None, "CA bundle for client certificates", LISTEN, is_path=True,
-        to=same("ca_certs", "--ca-certs", uvicorn_flag="--ssl-ca-certs")),
-    Var("CIPHERS", parse_text, None, "TLS cipher string", LISTEN, shown="`ECDHE+AESGCM` under Hypercorn; the server’s own elsewhere",
+        to=same("ca_certs", "--ca-certs", uvicorn_flag="--ssl-ca-certs", granian=To(flag="--ssl-ca"))),
+    Var("CIPHERS", parse_text, None, "TLS cipher string", LISTEN, shown="`ECDHE+AESGCM` under Hypercorn; the server’s own elsewhere", servers=("gunicorn", "uvicorn", "hypercorn"),
         to=same("ciphers", "--ciphers", uvicorn_flag="--ssl-ciphers")),
-    Var("BACKLOG", parse_backlog, None, "pending-connection queue", LISTEN, shown="the server’s own (2048); `100` under Hypercorn",
-        to=same("backlog", "--backlog", uvicorn_flag="--backlog", default=100)),
-    Var("FORWARDED_ALLOW_IPS", parse_forwarded_allow_ips, None, "proxies trusted for `X-Forwarded-For`/`-Proto` (addresses, networks, `*`): from a trusted peer they set the scope’s `client` and `scheme`, from any other they are ignored (under Hypercorn the launcher applies them)", LISTEN, shown="`127.0.0.1`",
-        to={"gunicorn": To("forwarded_allow_ips", "--forwarded-allow-ips"), "uvicorn": To(flag="--forwarded-allow-ips")}, via={"hypercorn": "the launcher’s proxy-headers wrapper"}),
-    Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES,
+    Var("BACKLOG", parse_backlog, None, "pending-connection queue (Granian: at least 128)", LISTEN, shown="the server’s own (2048; 1024 under Granian); `100` under Hypercorn",
+        to=same("backlog", "--backlog", uvicorn_flag="--backlog", default=100, granian=To(flag="--backlog", convert=granian_backlog, note="at least 128"))),
+    Var("FORWARDED_ALLOW_IPS", parse_forwarded_allow_ips, None, "proxies trusted for `X-Forwarded-For`/`-Proto` (addresses, networks, `*`): from a trusted peer they set the scope’s `client` and `scheme`, from any other they are ignored (under Hypercorn and Granian the launcher applies them)", LISTEN, shown="`127.0.0.1`",
+        to={"gunicorn": To("forwarded_allow_ips", "--forwarded-allow-ips"), "uvicorn": To(flag="--forwarded-allow-ips")},
+        via={"hypercorn": "the launcher’s proxy-headers wrapper", "granian": "the launcher’s proxy-headers wrapper"}),
+    Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES, servers=("gunicorn", "uvicorn", "hypercorn"),
         to={"gunicorn": To("timeout", "--timeout")}, via={"uvicorn": "no effect", "hypercorn": "no effect"}),
-    Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers)", TIMES,
-        to=same("graceful_timeout", "--graceful-timeout", uvicorn_flag="--timeout-graceful-shutdown")),
-    Var("KEEP_ALIVE", parse_seconds, "5", "idle keep-alive seconds (all servers)", TIMES,
-        to={"gunicorn": To("keepalive", "--keep-alive"), "uvicorn": To(flag="--timeout-keep-alive"), "hypercorn": To("keep_alive_timeout", "--keep-alive")}),
-    Var("MAX_REQUESTS", parse_request_count, None, "recycle a worker after this many requests", TIMES,
+    Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers; Granian: 1 to 1800, 0 is 1)", TIMES,
+        to=same("graceful_timeout", "--graceful-timeout", uvicorn_flag="--timeout-graceful-shutdown", granian=To(flag="--workers-kill-timeout", convert=granian_kill_timeout, note="1–1800, 0 is 1"))),
+    Var("KEEP_ALIVE", parse_seconds, "5", "idle keep-alive seconds (all servers; Granian: at most 60, and it also bounds how long a request’s headers may take)", TIMES,
+        to={"gunicorn": To("keepalive", "--keep-alive"), "uvicorn": To(flag="--timeout-keep-alive"), "hypercorn": To("keep_alive_timeout", "--keep-alive"),
+            "granian": To(flag="--http1-header-read-timeout", convert=granian_keep_alive, note="in ms, at most 60 s; 0 is `--no-http1-keep-alive`")}),
+    Var("MAX_REQUESTS", parse_request_count, None, "recycle a worker after this many requests", TIMES, servers=("gunicorn", "uvicorn", "hypercorn"),
         to=same("max_requests", "--max-requests", uvicorn_flag="--limit-max-requests")),
-    Var("MAX_REQUESTS_JITTER", parse_request_count, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES,
+    Var("MAX_REQUESTS_JITTER", parse_request_count, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES, servers=("gunicorn", "uvicorn", "hypercorn"),
         to={"gunicorn": To("max_requests_jitter", "--max-requests-jitter"), "uvicorn": To(flag="--limit-max-requests-jitter"),
             "hypercorn": To("max_requests_jitter", no_flag="Hypercorn's --max-requests-jitter flag sets the wrong value")}),
     Var("LOG_LEVEL", parse_log_level, "info", "`debug info warning error critical` (any case)", LOGS,
-        to={"gunicorn": To("loglevel", "--log-level"), "hypercorn": To("loglevel", "--log-level")}, via={"uvicorn": "the logging configuration"}),
+        to={"gunicorn": To("loglevel", "--log-level"), "hypercorn": To("loglevel", "--log-level"), "granian": To(flag="--log-level")}, via={"uvicorn": "the logging configuration"}),
     Var("LOG_FORMAT", parse_log_format, "text", "`text` (time, level, logger, pid, message) or `json` (one object per line); applies to start.py, the server, its access log and the app’s own loggers", LOGS),
     Var("ACCESS_LOG", parse_path, "-", "`-` is stdout, else a file path; empty disables the access log at its source", LOGS, empty_is_value=True),
     Var("ERROR_LOG", parse_path, "-", "`-` is stderr, else a file path; empty disables (server and app records)", LOGS, empty_is_value=True),
     Var("LOG_FILTERS", parse_request_paths, None, "comma-separated request paths whose access records are dropped: `/health` drops `/health` and `/health/live`, not `/healthy`", LOGS),
     Var("LOGGING_CONF", parse_path, None, "your own `logging.config.dictConfig`: a `.json` file, or a Python file or module defining `LOGGING_CONFIG`; replaces the built-in configuration", LOGS),
-    Var("WORKER_CLASS", parse_text, None, "Gunicorn: any worker class path or `asgi`; Hypercorn: `asyncio`, `uvloop`, `trio`", CLASSES, shown="Gunicorn: `uvicorn_worker.UvicornWorker` (else `uvicorn.workers.UvicornWorker` if `uvicorn-worker` is absent); Hypercorn: `asyncio`"),
+    Var("WORKER_CLASS", parse_text, None, "Gunicorn: any worker class path or `asgi`; Hypercorn: `asyncio`, `uvloop`, `trio`; Granian: its event loop, `auto`, `asyncio`, `uvloop`, `rloop`", CLASSES, shown="Gunicorn: `uvicorn_worker.UvicornWorker` (else `uvicorn.workers.UvicornWorker` if `uvicorn-worker` is absent); Hypercorn: `asyncio`; Granian: its own (`auto`)",
+        to={"granian": To(flag="--loop")},
+        via={"gunicorn": "`worker_class` / `--worker-class` (the launcher’s subclass with `ROOT_PATH`)", "uvicorn": "no effect", "hypercorn": "`worker_class` / `--worker-class`"}),
     Var("GUNICORN_CONF", parse_path, None, "Gunicorn config file (path, or `python:module`)", CLASSES, shown="`gunicorn_conf.py`, else `app/gunicorn_conf.py`, else the default beside start.py"),
     Var("HYPERCORN_CONF", parse_path, None, "Hypercorn config (a path, `file:` path, `python:` module, or a `.toml` file)", CLASSES, shown="`hypercorn_conf.py`, else `app/hypercorn_conf.py`, else the default beside start.py"),
     Var("GUNICORN_CMD_ARGS", parse_text, None, "read by Gunicorn itself; wins over the config file", CLASSES),
@@ -659,11 +736,18 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
     server = effective_server(settings)
     for var in VARIABLES:
         if var.name in settings.given and server not in var.servers:
-            where = " and ".join(f"SERVER={name}" for name in var.servers)
             if len(var.servers) == 1:
-                problems.append(f"{var.name} works only with {where}, not {server}")
+                problems.append(f"{var.name} works only with SERVER={var.servers[0]}, not {server}")
             else:
-                problems.append(f"{var.name} is not supported by SERVER={server} (it works with {where})")
+                where = ", ".join(var.servers[:-1]) + f" and {var.servers[-1]}"
+                problems.append(f"{var.name} is not supported by SERVER={server} (it works with SERVER={where})")
+        to = var.to.get(server)
+        value = settings.values[var.name]
+        if to is not None and to.convert is not None and var.name in settings.given and value is not None:
+            try:
+                to.convert(value)
+            except ValueError as error:
+                problems.append(f"{var.name}={value!r} is not valid for SERVER={server}; expected {error}")
     if settings.use_ssl and not settings.tls:
         problems.append("USE_SSL=true needs both CERTFILE and KEYFILE (a certificate chain and its private key)")
     if bool(settings.certfile) != bool(settings.keyfile):
@@ -683,8 +767,17 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
             )
     elif settings.use_ssl and settings.use_tcp:
         problems.append(f"USE_TCP=true (plain HTTP beside TLS) works only with SERVER=hypercorn, not {server}")
-    if server == "uvicorn" and settings.bind and len(settings.bind) > 1:
-        problems.append(f"BIND={','.join(settings.bind)!r}: SERVER=uvicorn binds one address only")
+    if server in ("uvicorn", "granian") and settings.bind and len(settings.bind) > 1:
+        problems.append(f"BIND={','.join(settings.bind)!r}: SERVER={server} binds one address only")
+    if server == "granian":
+        if any(address.startswith("fd://") for address in settings.bind or ()):
+            problems.append(
+                f"BIND={','.join(settings.bind or ())!r}: SERVER=granian cannot take a listening socket (fd://); give HOST:PORT or unix:PATH"
+            )
+        if settings.worker_class and settings.worker_class not in GRANIAN_LOOPS:
+            problems.append(
+                f"WORKER_CLASS={settings.worker_class!r} is not valid for SERVER=granian; expected one of its event loops: {' '.join(GRANIAN_LOOPS)}"
+            )
     for name in ("RELOAD_INCLUDES", "RELOAD_EXCLUDES", "RELOAD_DELAY"):
         if name in settings.given and not settings.with_reload:
             problems.append(f"{name} needs WITH_RELOAD=true")
@@ -1140,8 +1233,11 @@ RUNTIME_MODULE = "asgi_start"
 # other servers' format languages, so that the access lines read alike whichever runs.
 GUNICORN_ACCESS_FORMAT = '%(h)s - "%(r)s" %(s)s'
 HYPERCORN_ACCESS_FORMAT = '%(h)s - "%(m)s %(Uq)s HTTP/%(H)s" %(s)s'
+# Granian's atoms have the path and the query apart; granian_request_line_filter joins them.
+GRANIAN_ACCESS_FORMAT = '%(addr)s - "%(method)s %(path)s %(protocol)s" %(status)d'
 
-ERROR_LOGGERS = ("gunicorn.error", "uvicorn", "hypercorn.error")
+# `_granian` is Granian's main logger; its workers log as `_granian.serve` and `_granian.utils`.
+ERROR_LOGGERS = ("gunicorn.error", "uvicorn", "hypercorn.error", "_granian")
 
 
 def to_json(value: Any, indent: int | None = None, sort_keys: bool = False, _depth: int = 0) -> str:
@@ -1234,6 +1330,9 @@ def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
     }
     if settings.log_filters:
         config["filters"] = {"paths": {"()": f"{RUNTIME_MODULE}.access_path_filter", "paths": settings.log_filters}}
+    if access:
+        config.setdefault("filters", {})["request_line"] = {"()": f"{RUNTIME_MODULE}.granian_request_line_filter"}
+        loggers["granian.access"]["filters"] = ["request_line"]
     return config
 
 
@@ -1444,6 +1543,11 @@ def table_options(server: str, settings: Settings, facts: Facts) -> list[Option]
             value = to.default
         elif var.is_path:
             value = facts.path(value)
+        if value is not None and value is not False and to.convert is not None:
+            try:
+                value = to.convert(value)
+            except ValueError:  # reported by check_combinations
+                value = None
         if value is not None and value is not False:
             options.append((to.key, to.flag, value))
     return options
@@ -1807,10 +1911,74 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     return launch
 
 
+def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
+    """Granian has no config file: everything it is told is a flag. Its CLI reads a GRANIAN_*
+    variable for each flag not given here; the flags given here win over those."""
+    require_installed("granian", facts, "SERVER=granian", problems)
+    launch = Launch([sys.executable, "-m", "granian", "--interface", "asgi"])
+    address = binds(settings)[0]
+    if address.startswith("unix:"):
+        launch.argv += ["--uds", facts.path(address[len("unix:") :])]
+    else:
+        host, port = split_host_port(address)
+        if port is not None:  # else fd://, reported by check_combinations
+            launch.argv += ["--host", host, "--port", str(port)]
+    launch.argv += [
+        "--workers",
+        str(app.workers),
+        # A worker that dies is replaced, as under Gunicorn and Uvicorn; Granian's own default stops the server.
+        "--respawn-failed-workers",
+        "--log-config",
+        app.log_file,
+    ]
+    if settings.access_log:
+        launch.argv += ["--access-log", "--access-log-fmt", GRANIAN_ACCESS_FORMAT]
+    else:
+        launch.argv.append("--no-access-log")
+    if settings.tls:
+        # Granian's own minimum is TLS 1.3; the other servers serve TLS 1.2 clients too.
+        launch.argv += ["--ssl-protocol-min", "tls1.2"]
+        if settings.keyfile and is_encrypted_key(facts.path(settings.keyfile)):
+            problems.append(
+                f"KEYFILE={settings.keyfile!r} is encrypted, which SERVER=granian cannot read (every worker would fail); give it the key decrypted (openssl pkey -in KEY -out PLAIN)"
+            )
+    if settings.values["KEEP_ALIVE"] == 0:
+        launch.argv.append("--no-http1-keep-alive")
+    if settings.with_reload:
+        require_installed("watchfiles", facts, "WITH_RELOAD under SERVER=granian", problems)
+        launch.argv.append("--reload")
+        for directory in settings.reload_dirs or [facts.app_dir]:
+            launch.argv += ["--reload-paths", facts.path(directory)]
+        for name in settings.values["RELOAD_EXCLUDES"] or ():
+            if not any(char in name for char in "*?[]/"):
+                launch.argv += ["--reload-ignore-dirs", name]  # a plain name may be a directory, as Uvicorn reads it
+    if settings.worker_class in ("uvloop", "rloop"):
+        require_installed(settings.worker_class, facts, f"WORKER_CLASS={settings.worker_class}", problems)
+    launch.argv += as_flags(table_options("granian", settings, facts), problems, "granian")
+    # Granian reads no X-Forwarded-* headers and gives ports as strings: the launcher's
+    # wrapper serves the app (see granian_app), once per worker.
+    launch.env[WRAPPED_APP_VARIABLE] = app.module
+    launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or "127.0.0.1"
+    launch.env[FORK_GUARD_VARIABLE] = "1"
+    launch.worker_class = settings.worker_class or "auto"
+    launch.argv += ["--factory", f"{RUNTIME_MODULE}:granian_app", *app.extra]
+    return launch
+
+
+def is_encrypted_key(path: str) -> bool:
+    """Whether a PEM private key is encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY` or PKCS#1 `Proc-Type: 4,ENCRYPTED`)."""
+    try:
+        with open(path, "rb") as file:
+            return b"ENCRYPTED" in file.read(1 << 16)
+    except OSError:  # reported as a missing file by check_paths
+        return False
+
+
 PLANNERS: dict[str, Callable[[Settings, Facts, App, list[str]], Launch]] = {
     "gunicorn": plan_gunicorn,
     "uvicorn": plan_uvicorn,
     "hypercorn": plan_hypercorn,
+    "granian": plan_granian,
 }
 
 
@@ -2319,7 +2487,7 @@ def server_table() -> str:
             parts += [f"`{to.flag}`"] if to.flag else ["(config file only)"]
             if to.default is not None:
                 parts.append(f"default {to.default}")
-            cells.append(" / ".join(parts))
+            cells.append(" / ".join(parts) + (f" ({to.note})" if to.note else ""))
         lines.append(f"| `{var.name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -2409,7 +2577,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 # >>> inside the servers
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 TEXT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
-ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access")
+ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access", "granian.access")
 
 _LOG_CLASSES: dict[str, Any] = {}
 
@@ -2432,6 +2600,11 @@ def text_formatter(**_: Any) -> Any:
 def access_path_filter(paths: Sequence[str] = ()) -> Any:
     """A logging.Filter dropping access records of these paths (exact, or a prefix ending at /)."""
     return _log_classes()["AccessPathFilter"](paths)
+
+
+def granian_request_line_filter(**_: Any) -> Any:
+    """A filter on Granian's access logger: the request line shows the query, as the other servers' do."""
+    return _log_classes()["GranianRequestLine"]()
 
 
 def iso_utc(created: float) -> str:
@@ -2466,6 +2639,20 @@ def access_fields(record: Any) -> dict[str, Any] | None:
             "duration_ms": None,
             "user_agent": None,
         }
+    if record.name == "granian.access" and hasattr(args, "get"):
+        # Granian: addr, method (- for a WebSocket), path, query_string, protocol, status, dt_ms.
+        status = args.get("status")
+        duration = args.get("dt_ms")
+        return {
+            "client": _dash_is_none(args.get("addr")),
+            "method": _dash_is_none(args.get("method")),
+            "path": args.get("path"),
+            "query": args.get("query_string") or "",
+            "status": status if isinstance(status, int) else None,
+            "protocol": args.get("protocol"),
+            "duration_ms": round(duration, 3) if isinstance(duration, (int, float)) else None,
+            "user_agent": None,
+        }
     if record.name in ("gunicorn.access", "hypercorn.access") and hasattr(args, "get"):
         # Gunicorn's and Hypercorn's atoms: h client, m method, U path, q query, H protocol,
         # s status, a user agent, D duration in microseconds.
@@ -2490,7 +2677,7 @@ def access_path(record: Any) -> str | None:
     if is_uvicorn_access(record):
         return str(args[2]).partition("?")[0]
     if hasattr(args, "get"):
-        path = args.get("U")
+        path = args.get("path" if record.name == "granian.access" else "U")
         return str(path) if path is not None else None
     return None
 
@@ -2535,7 +2722,27 @@ def _log_classes() -> dict[str, Any]:
             path = access_path(record)
             return path is None or not (path in self.exact or path.startswith(self.prefixes))
 
-    _LOG_CLASSES.update(JsonFormatter=JsonFormatter, TextFormatter=TextFormatter, AccessPathFilter=AccessPathFilter)
+    class GranianRequestLine(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            args: Any = record.args
+            # Granian configures logging in its main and again in each forked worker, and dictConfig
+            # adds a logger's filters without removing the ones it had: this may run twice per record.
+            message = record.msg
+            if (
+                isinstance(args, dict)
+                and args.get("query_string")
+                and isinstance(message, str)
+                and "%(path)s?" not in message
+            ):
+                record.msg = message.replace("%(path)s", "%(path)s?%(query_string)s", 1)
+            return True
+
+    _LOG_CLASSES.update(
+        JsonFormatter=JsonFormatter,
+        TextFormatter=TextFormatter,
+        AccessPathFilter=AccessPathFilter,
+        GranianRequestLine=GranianRequestLine,
+    )
     return _LOG_CLASSES
 
 
@@ -2553,7 +2760,42 @@ def interpreter_starts(sitecustomize: str) -> None:
         signals: Any = sys.modules["_signal"]  # loaded by the interpreter; `signal` would import enum
         signals.signal(signals.SIGTERM, _stop_before_serving)
         signals.pthread_sigmask(signals.SIG_UNBLOCK, {signals.SIGTERM})
+        if os.environ.get("ASGI_START_FORK_GUARD"):
+            _guard_forked_workers(os.getpid())
     _run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(sitecustomize)))
+
+
+def _guard_forked_workers(server_pid: int) -> None:
+    """A worker forked by the server's main process starts with SIGTERM and SIGINT at their defaults.
+
+    Granian's forked worker keeps the main's handler (which only sets a flag in
+    the worker's copy of the main) until it installs its own, after the app is
+    imported: a stop signal in that window was lost, and the main waited for
+    the worker until its kill timeout. With the defaults, the signal ends the
+    worker, which serves nothing yet. The signals stay blocked across the fork,
+    so one sent right after it waits for the defaults instead of being lost.
+    """
+    import sys
+
+    signals: Any = sys.modules["_signal"]
+    stops = {signals.SIGTERM, signals.SIGINT}
+    saved: list[Any] = []
+
+    def before() -> None:
+        if os.getpid() == server_pid:
+            saved.append(signals.pthread_sigmask(signals.SIG_BLOCK, stops))
+
+    def after_in_parent() -> None:
+        if saved:
+            signals.pthread_sigmask(signals.SIG_SETMASK, saved.pop())
+
+    def after_in_child() -> None:
+        if saved:
+            for signum in stops:
+                signals.signal(signum, signals.SIG_DFL)
+            signals.pthread_sigmask(signals.SIG_SETMASK, saved.pop())
+
+    os.register_at_fork(before=before, after_in_parent=after_in_parent, after_in_child=after_in_child)
 
 
 def _stop_before_serving(signum: int, frame: Any) -> None:
@@ -2645,14 +2887,44 @@ def proxied_app() -> Any:
     other workers as soon as the first has stopped, which would cut off their
     requests in flight; they stop gracefully through Hypercorn's shutdown event.
     """
-    import importlib
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+    app = _load_app(os.environ["ASGI_START_APP"])
+    import inspect
+
+    # ASGI as Hypercorn tells it (hypercorn.utils.is_asgi): a coroutine function, or an object whose __call__ is one
+    if not (inspect.iscoroutinefunction(app) or (callable(app) and inspect.iscoroutinefunction(type(app).__call__))):
+        return app
+    return ProxyHeaders(app, os.environ.get("ASGI_START_FORWARDED_ALLOW_IPS", "127.0.0.1"))
+
+
+def granian_app() -> Any:
+    """Granian's target (a factory, called once per worker): the app of ASGI_START_APP behind the
+    proxy-headers wrapper, which also gives the scope's ports as numbers (Granian's are strings).
+
+    An app that fails to load is one log record with its traceback, in LOG_FORMAT,
+    and the worker exits 1 (Granian then stops: the same worker failing twice
+    in a row is a crash loop to it).
+    """
     target = os.environ["ASGI_START_APP"]
+    try:
+        app = _load_app(target)
+    except Exception:
+        import logging
+        import sys
+
+        logging.getLogger("_granian").exception("Cannot load application from '%s'", target)
+        sys.exit(1)
+    return ProxyHeaders(app, os.environ.get("ASGI_START_FORWARDED_ALLOW_IPS", "127.0.0.1"), numeric_ports=True)
+
+
+def _load_app(target: str) -> Any:
+    """`module:attribute` or `module:factory()`, imported; a missing module or attribute names the user's target."""
+    import importlib
+
     module_name, _, attribute = target.partition(":")
-    factory = attribute.endswith("()")
     try:
         app: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -2663,14 +2935,7 @@ def proxied_app() -> Any:
         if not hasattr(app, part):
             raise _no_app(target, "application")
         app = getattr(app, part)
-    if factory:
-        app = app()
-    import inspect
-
-    # ASGI as Hypercorn tells it (hypercorn.utils.is_asgi): a coroutine function, or an object whose __call__ is one
-    if not (inspect.iscoroutinefunction(app) or (callable(app) and inspect.iscoroutinefunction(type(app).__call__))):
-        return app
-    return ProxyHeaders(app, os.environ.get("ASGI_START_FORWARDED_ALLOW_IPS", "127.0.0.1"))
+    return app() if attribute.endswith("()") else app
 
 
 def _no_app(target: str, missing: str) -> Exception:
@@ -2692,10 +2957,11 @@ class ProxyHeaders:
     scheme; from any other peer both are ignored.
     """
 
-    def __init__(self, app: Any, trusted: str) -> None:
+    def __init__(self, app: Any, trusted: str, numeric_ports: bool = False) -> None:
         import ipaddress
 
         self.app = app
+        self.numeric_ports = numeric_ports
         self.trust_all = False
         self.addresses: set[str] = set()
         self.networks: list[Any] = []
@@ -2734,6 +3000,8 @@ class ProxyHeaders:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
+            if self.numeric_ports:
+                self.number_ports(scope)
             client = scope.get("client")
             if client and self.trusts(client[0]):
                 self.apply(scope)
@@ -2744,6 +3012,14 @@ class ProxyHeaders:
                 if scope.get("raw_path") is not None:
                     scope["raw_path"] = root_path.encode("latin-1") + scope["raw_path"]
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def number_ports(scope: Any) -> None:
+        """The ASGI spec's (host, port) with port an int, where the server gives a string."""
+        for key in ("client", "server"):
+            pair = scope.get(key)
+            if pair and type(pair[1]) is str:
+                scope[key] = (pair[0], int(pair[1]) if pair[1].isdigit() else None)
 
     def apply(self, scope: Any) -> None:
         proto, forwarded_for = None, []

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import logging.config
+import os
 import sys
 from pathlib import Path
 
@@ -39,15 +40,19 @@ GUNICORN_ATOMS = {"h": "127.0.0.1", "m": "GET", "U": "/items", "q": "id=3", "H":
                   "D": 1534, "r": "GET /items?id=3 HTTP/1.1"}  # fmt: skip
 HYPERCORN_ATOMS = {"h": "127.0.0.1:5000", "m": "GET", "U": "/items", "q": "id=3", "H": "1.1", "s": "200", "a": "curl/8",
                    "D": 2500, "r": "GET /items 1.1"}  # fmt: skip
+# What Granian 2.8.7 puts in an access record's args (granian.log.log_request_builder).
+GRANIAN_ARGS = {"addr": "127.0.0.1", "time": "2026-11-21 08:23:58 +0000", "dt_ms": 4.3745, "status": 200,
+                "path": "/items", "query_string": "id=3", "method": "GET", "scheme": "http", "protocol": "HTTP/1.1"}  # fmt: skip
 
 
 def test_text_configuration(tmp_path):
     config = config_for(tmp_path)
     assert config["formatters"]["asgi_start"] == {"()": "asgi_start.text_formatter"}
-    assert "filters" not in config
+    assert config["filters"] == {"request_line": {"()": "asgi_start.granian_request_line_filter"}}
     assert config["root"] == {"level": "INFO", "handlers": ["error"]}  # the app's own loggers
     for name in start.ACCESS_LOGGERS:
-        assert config["loggers"][name] == {"level": "INFO", "handlers": ["access"], "propagate": False}
+        granian = {"filters": ["request_line"]} if name == "granian.access" else {}
+        assert config["loggers"][name] == {"level": "INFO", "handlers": ["access"], "propagate": False, **granian}
     for name in start.ERROR_LOGGERS:
         assert config["loggers"][name]["handlers"] == ["error"]
 
@@ -85,7 +90,8 @@ def test_path_filter_matches_exactly_or_as_a_prefix_ending_at_a_slash(path, drop
     keep = start.access_path_filter(["/health", "/metrics/"]).filter
     uvicorn = record("uvicorn.access", "%s %s %s %s %d", ("c", "GET", path + "?x=1", "1.1", 200))
     gunicorn = record("gunicorn.access", "%(r)s", {**GUNICORN_ATOMS, "U": path})
-    assert keep(uvicorn) is (not dropped) and keep(gunicorn) is (not dropped)
+    granian = record("granian.access", start.GRANIAN_ACCESS_FORMAT, {**GRANIAN_ARGS, "path": path})
+    assert keep(uvicorn) is (not dropped) and keep(gunicorn) is (not dropped) and keep(granian) is (not dropped)
     assert keep(record("uvicorn.error", "Started %s", ("x",))) is True  # only access records are filtered
 
 
@@ -135,6 +141,21 @@ def test_path_filter_matches_exactly_or_as_a_prefix_ending_at_a_slash(path, drop
                 "user_agent": "curl/8",
             },
         ),
+        (
+            "granian.access",
+            start.GRANIAN_ACCESS_FORMAT,
+            GRANIAN_ARGS,
+            {
+                "client": "127.0.0.1",
+                "method": "GET",
+                "path": "/items",
+                "query": "id=3",
+                "status": 200,
+                "protocol": "HTTP/1.1",
+                "duration_ms": 4.375,  # Granian's records carry the duration
+                "user_agent": None,
+            },
+        ),
     ],
 )
 def test_json_access_records_have_the_same_fields_whatever_the_server(name, message, args, expected):
@@ -143,6 +164,20 @@ def test_json_access_records_have_the_same_fields_whatever_the_server(name, mess
     assert set(entry) == {"time", "level", "logger", "pid", "message", *expected}
     assert {key: entry[key] for key in expected} == expected
     assert entry["logger"] == name and entry["level"] == "info" and entry["time"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("query", "line"), [("id=3", '"GET /items?id=3 HTTP/1.1" 200'), ("", '"GET /items HTTP/1.1" 200')]
+)
+def test_granian_access_lines_read_like_the_other_servers(tmp_path, query, line):
+    config = config_for(tmp_path)
+    stream = io.StringIO()
+    config["handlers"]["access"]["stream"] = stream
+    logging.config.dictConfig(config)
+    logging.config.dictConfig(config)  # as Granian does in each forked worker: the filter is then there twice
+    logging.getLogger("granian.access").info(start.GRANIAN_ACCESS_FORMAT, {**GRANIAN_ARGS, "query_string": query})
+    [text] = stream.getvalue().splitlines()
+    assert text.endswith(f" INFO granian.access [{os.getpid()}] 127.0.0.1 - {line}")
 
 
 def test_json_records_carry_exceptions_on_one_line():

@@ -10,7 +10,9 @@ import pytest
 
 import start
 
-ALL_INSTALLED = frozenset({"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "uvloop", "trio"})
+ALL_INSTALLED = frozenset(
+    {"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "granian", "watchfiles", "uvloop", "rloop", "trio"}
+)
 
 
 def facts_for(
@@ -198,6 +200,9 @@ def test_gunicorn_worker_class_given(app_dir, worker_class):
         (ALL_INSTALLED - {"uvicorn"}, {"WITH_RELOAD": "1"}, "pip install uvicorn"),
         (ALL_INSTALLED - {"hypercorn"}, {"SERVER": "hypercorn"}, "pip install hypercorn"),
         (ALL_INSTALLED - {"trio"}, {"SERVER": "hypercorn", "WORKER_CLASS": "trio"}, "pip install trio"),
+        (ALL_INSTALLED - {"granian"}, {"SERVER": "granian"}, "SERVER=granian needs granian"),
+        (ALL_INSTALLED - {"watchfiles"}, {"SERVER": "granian", "WITH_RELOAD": "1"}, "pip install 'granian[reload]'"),
+        (ALL_INSTALLED - {"rloop"}, {"SERVER": "granian", "WORKER_CLASS": "rloop"}, "pip install rloop"),
         (ALL_INSTALLED, {"WORKER_CLASS": "nosuchpkg.Worker"}, "WORKER_CLASS='nosuchpkg.Worker'"),
         (ALL_INSTALLED, {"WORKER_CLASS": "Worker"}, "WORKER_CLASS='Worker' is not valid"),
     ],
@@ -267,7 +272,7 @@ def test_every_server_gets_one_logging_configuration_file(app_dir):
     import json
 
     documents = set()
-    for server in ("gunicorn", "uvicorn", "hypercorn"):
+    for server in start.SERVERS:
         env = {"SERVER": server, "ACCESS_LOG": "access.log", "ERROR_LOG": "", "LOG_FORMAT": "json"}
         result = plan(app_dir, env)
         [(path, content)] = result.files.items()
@@ -479,3 +484,143 @@ def test_gunicorn_marks_dead_workers_through_its_config_file(app_dir, tmp_path_f
     assert json.loads(plain.files[plain.env["ASGI_START_OPTIONS"]])["asgi_start_hooks"] == {
         "post_fork": "gunicorn_post_fork"
     }
+
+
+# --- Granian -------------------------------------------------------------------
+
+
+def test_granian_argv(app_dir):
+    env = {"SERVER": "granian", "HOST": "127.0.0.1", "PORT": "8003"}
+    result = plan(app_dir, env, extra=["--http", "1"])
+    log_file = start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]
+    assert result.argv == [
+        *(sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "8003"),
+        *("--workers", "2", "--respawn-failed-workers", "--log-config", log_file),
+        *("--access-log", "--access-log-fmt", start.GRANIAN_ACCESS_FORMAT),
+        *("--workers-kill-timeout", "120", "--http1-header-read-timeout", "5000", "--log-level", "info"),
+        *("--factory", "asgi_start:granian_app", "--http", "1"),
+    ]
+    assert result.env == {
+        start.WRAPPED_APP_VARIABLE: "main:app",
+        start.TRUSTED_PROXIES_VARIABLE: "127.0.0.1",
+        start.FORK_GUARD_VARIABLE: "1",
+    }
+    assert (result.server, result.worker_class, result.config_file) == ("granian", "auto", None)
+
+
+def test_granian_unix_socket_tls_and_converted_units(app_dir):
+    (app_dir / "c.pem").write_text("")
+    (app_dir / "k.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    env = {
+        "SERVER": "granian",
+        "BIND": "unix:run/app.sock",
+        "CERTFILE": "c.pem",
+        "KEYFILE": "k.pem",
+        "ACCESS_LOG": "",
+        "GRACEFUL_TIMEOUT": "0",
+        "KEEP_ALIVE": "0",
+        "BACKLOG": "128",
+        "ROOT_PATH": "/api/",
+        "WORKER_CLASS": "uvloop",
+        "LOG_LEVEL": "WARNING",
+        "FORWARDED_ALLOW_IPS": "10.0.0.0/8",
+    }
+    result = plan(app_dir, env)
+    argv = result.argv
+    assert argv[5:7] == ["--uds", str(app_dir / "run/app.sock")] and "--host" not in argv
+    assert "--no-access-log" in argv and "--access-log" not in argv and "--access-log-fmt" not in argv
+    assert "--no-http1-keep-alive" in argv and "--http1-header-read-timeout" not in argv
+    for flag, value in [
+        ("--ssl-certificate", str(app_dir / "c.pem")),
+        ("--ssl-keyfile", str(app_dir / "k.pem")),
+        ("--ssl-protocol-min", "tls1.2"),  # Granian's own minimum is TLS 1.3
+        ("--workers-kill-timeout", "1"),  # no grace is Granian's least, 1 s
+        ("--backlog", "128"),
+        ("--url-path-prefix", "/api"),
+        ("--loop", "uvloop"),
+        ("--log-level", "warning"),
+    ]:
+        assert argv[argv.index(flag) + 1] == value, flag
+    assert result.env[start.TRUSTED_PROXIES_VARIABLE] == "10.0.0.0/8"
+
+
+def test_granian_reload(app_dir):
+    (app_dir / "src").mkdir()
+    env = {"SERVER": "granian", "WITH_RELOAD": "1", "RELOAD_DIRS": "src", "RELOAD_EXCLUDES": "*.log,node_modules"}
+    result = plan(app_dir, {**env, "RELOAD_DELAY": "0.25"})
+    argv = result.argv
+    assert (result.server, result.workers) == ("granian", 1)
+    assert argv[argv.index("--workers") + 1] == "1"
+    assert argv[argv.index("--reload") :][:3] == ["--reload", "--reload-paths", str(app_dir / "src")]
+    assert argv[argv.index("--reload-tick") + 1] == "250"
+    patterns = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--reload-ignore-patterns"]
+    assert [bool(__import__("re").search(pattern, "x.log")) for pattern in patterns] == [True, False]
+    assert [bool(__import__("re").search(pattern, "x.log.py")) for pattern in patterns] == [False, False]
+    assert argv[argv.index("--reload-ignore-dirs") + 1] == "node_modules"  # a plain name may be a directory
+    assert "--reload-paths" in plan(app_dir, {"SERVER": "granian", "WITH_RELOAD": "1"}).argv
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        (
+            {"MAX_REQUESTS": "100"},
+            "MAX_REQUESTS is not supported by SERVER=granian (it works with SERVER=gunicorn, uvicorn and hypercorn)",
+        ),
+        ({"CIPHERS": "ECDHE+AESGCM"}, "CIPHERS is not supported by SERVER=granian"),
+        ({"TIMEOUT": "30"}, "TIMEOUT is not supported by SERVER=granian"),
+        ({"WITH_RELOAD": "1", "RELOAD_INCLUDES": "*.py"}, "RELOAD_INCLUDES is not supported by SERVER=granian"),
+        ({"QUIC_BIND": "127.0.0.1:8443"}, "QUIC_BIND works only with SERVER=hypercorn"),
+        ({"BIND": "127.0.0.1:1,127.0.0.1:2"}, "SERVER=granian binds one address only"),
+        ({"BIND": "fd://3"}, "SERVER=granian cannot take a listening socket (fd://)"),
+        ({"WORKER_CLASS": "trio"}, "expected one of its event loops: auto asyncio uvloop rloop"),
+        ({"BACKLOG": "100"}, "BACKLOG=100 is not valid for SERVER=granian; expected 128 to 65535"),
+        ({"GRACEFUL_TIMEOUT": "1801"}, "GRACEFUL_TIMEOUT=1801 is not valid for SERVER=granian; expected 0 to 1800"),
+        ({"KEEP_ALIVE": "61"}, "KEEP_ALIVE=61 is not valid for SERVER=granian; expected 0 to 60 seconds"),
+        ({"WITH_RELOAD": "1", "RELOAD_DELAY": "0.01"}, "RELOAD_DELAY=0.01 is not valid for SERVER=granian"),
+        ({"WITH_RELOAD": "1", "RELOAD_EXCLUDES": "tests/*"}, "without / under SERVER=granian"),
+        ({"USE_SSL": "1", "USE_TCP": "1", "CERTFILE": "main.py", "KEYFILE": "main.py"}, "USE_TCP=true"),
+    ],
+)
+def test_granian_refuses_what_it_cannot_honour(app_dir, env, fragment):
+    problems = plan_problems(app_dir, {"SERVER": "granian", **env})
+    assert len(problems) == 1 and fragment in problems[0], problems
+
+
+def test_granian_reports_every_problem_at_once(app_dir):
+    env = {"SERVER": "granian", "MAX_REQUESTS": "5", "CIPHERS": "x", "KEEP_ALIVE": "99", "BIND": "fd://3"}
+    problems = plan_problems(app_dir, env)
+    assert [problem.split("=")[0].split(" ")[0] for problem in problems] == [
+        "CIPHERS",
+        "KEEP_ALIVE",
+        "MAX_REQUESTS",
+        "BIND",
+    ]
+
+
+@pytest.mark.parametrize(
+    "header", ["-----BEGIN ENCRYPTED PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED"]
+)
+def test_granian_refuses_an_encrypted_key(app_dir, header):
+    (app_dir / "c.pem").write_text("")
+    (app_dir / "k.pem").write_text(header + "\n")
+    [problem] = plan_problems(app_dir, {"SERVER": "granian", "CERTFILE": "c.pem", "KEYFILE": "k.pem"})
+    assert problem.startswith("KEYFILE='k.pem' is encrypted, which SERVER=granian cannot read")
+    other = plan(app_dir, {"SERVER": "uvicorn", "CERTFILE": "c.pem", "KEYFILE": "k.pem"})  # the others can
+    assert other.server == "uvicorn"
+
+
+def test_the_wrapper_gives_granian_ports_as_numbers():
+    import asyncio
+
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((scope["client"], scope["server"]))
+
+    wrapper = start.ProxyHeaders(app, "127.0.0.1", numeric_ports=True)
+    headers = [(b"x-forwarded-for", b"203.0.113.7")]
+    for client in [("10.0.0.2", "48716"), ("127.0.0.1", "5000")]:
+        scope = {"type": "http", "client": client, "server": ("0.0.0.0", "8000"), "headers": headers, "path": "/"}
+        asyncio.run(wrapper(scope, None, None))
+    assert seen == [(("10.0.0.2", 48716), ("0.0.0.0", 8000)), (("203.0.113.7", 0), ("0.0.0.0", 8000))]

@@ -13,12 +13,16 @@ import pytest
 
 import start
 
-ALL_INSTALLED = frozenset({"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "uvloop", "trio"})
+ALL_INSTALLED = frozenset(
+    {"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "granian", "watchfiles", "uvloop", "rloop", "trio"}
+)
+# Servers without config files: every setting is a flag.
+FLAGS_ONLY = ("uvicorn", "granian")
 
 # A valid sample value for each kind of variable; a variable of a new kind needs one here.
 SAMPLE_BY_PARSER = {
     start.parse_seconds: "7",
-    start.parse_backlog: "64",
+    start.parse_backlog: "256",
     start.parse_request_count: "9",
     start.parse_log_level: "warning",
     start.parse_text: "10.0.0.1",
@@ -29,6 +33,8 @@ SAMPLE_BY_PARSER = {
     start.parse_root_path: "/api",
     start.parse_forwarded_allow_ips: "10.0.0.1",
 }
+# Where the parser's sample is not a valid value of the variable.
+SAMPLE_BY_NAME = {"WORKER_CLASS": "asyncio"}
 # What a variable needs beside it to be valid at all.
 COMPANIONS = {
     "CERTFILE": {"KEYFILE": "other.pem"},
@@ -68,11 +74,18 @@ def dirs(tmp_path):
 
 
 def sample(var: start.Var) -> str:
-    return SAMPLE_BY_PARSER[var.parse]
+    return SAMPLE_BY_NAME.get(var.name) or SAMPLE_BY_PARSER[var.parse]
 
 
-def expected_value(var: start.Var, app_dir: Path) -> str:
-    return str(app_dir / sample(var)) if var.is_path else sample(var)
+def expected_value(var: start.Var, server: str, app_dir: Path) -> str:
+    """The sample as the server is told it: a path made absolute, in the server's unit (To.convert)."""
+    if var.is_path:
+        return str(app_dir / sample(var))
+    convert = var.to[server].convert
+    if convert is None:
+        return sample(var)
+    value = convert(var.parse(sample(var)))
+    return str(value[0] if isinstance(value, list) else value)
 
 
 def plan(env: dict[str, str], app_dir: Path, start_dir: Path) -> tuple[start.Plan | None, list[str]]:
@@ -105,7 +118,7 @@ def test_each_entry_reaches_the_server_on_its_command_line(dirs, var, server):
     argv = command_line(result)
     assert to.flag in argv, argv
     values = [argv[index + 1] for index, arg in enumerate(argv) if arg == to.flag]
-    assert expected_value(var, app_dir) in values
+    assert expected_value(var, server, app_dir) in values
 
 
 @pytest.mark.parametrize(("var", "server"), MAPPED, ids=[f"{var.name}-{server}" for var, server in MAPPED])
@@ -116,18 +129,18 @@ def test_each_entry_reaches_the_server_through_its_config_file(dirs, var, server
     result, problems = plan(env, app_dir, with_config)
     assert result is not None, problems
     if to.key is None:  # a server without config files: on the command line, as above
-        assert server == "uvicorn" and result.config_file is None
+        assert server in FLAGS_ONLY and result.config_file is None
         return
     options = json.loads(result.files[result.env[start.OPTIONS_VARIABLE]])
     value = options[to.key]
-    assert str(value[0] if isinstance(value, list) else value) == expected_value(var, app_dir)
+    assert str(value[0] if isinstance(value, list) else value) == expected_value(var, server, app_dir)
 
 
 @pytest.mark.parametrize(("var", "server"), MAPPED, ids=[f"{var.name}-{server}" for var, server in MAPPED])
 def test_each_entry_has_what_its_server_needs(var, server):
     to = var.to[server]
     assert server in var.servers, f"{var.name} maps to {server} but is not allowed there"
-    if server == "uvicorn":  # no config file: a flag, nothing else
+    if server in FLAGS_ONLY:  # no config file: a flag, nothing else
         assert to.flag and to.key is None
     else:  # a config key for the config file; a flag, or the reason there is none
         assert to.key
@@ -178,7 +191,15 @@ def test_runtime_module_is_the_server_side_section_and_stands_alone(tmp_path):
     assert source.startswith(start.RUNTIME_MODULE_HEADER)
     namespace: dict[str, object] = {"__name__": "asgi_start"}
     exec(compile(source, "asgi_start.py", "exec"), namespace)  # noqa: S102 -- our own section, standing alone
-    for name in ("json_formatter", "text_formatter", "access_path_filter", "interpreter_starts", "proxied_app"):
+    for name in (
+        "json_formatter",
+        "text_formatter",
+        "access_path_filter",
+        "granian_request_line_filter",
+        "interpreter_starts",
+        "proxied_app",
+        "granian_app",
+    ):
         assert callable(namespace[name])
     # nothing of the launcher rides along
     assert len(source.splitlines()) < 600  # read from its bytecode; the bound keeps launcher code out
