@@ -1,5 +1,5 @@
 # asgi-start container images: an ASGI app served by Gunicorn+Uvicorn workers,
-# Uvicorn or Hypercorn, chosen at run time by start.py (see the README).
+# Uvicorn, Hypercorn or Granian, chosen at run time by start.py (see the README).
 #
 #   docker build --target base      -t asgi-start:3.14-slim .
 #   docker build --target fastapi   -t asgi-start:3.14-slim-fastapi .
@@ -11,7 +11,8 @@
 #   BASE_IMAGE      the base image itself; default python:${PYTHON_VERSION}-${VARIANT}.
 #                   Any image with `python` (3.11+, with venv and ensurepip) on PATH works.
 #
-# Targets: base (the three servers), fastapi (base + FastAPI), starlette (base + Starlette).
+# Targets: base (the four servers), fastapi (base + FastAPI), starlette (base + Starlette).
+# Granian comes as granian[reload] (watchfiles, for WITH_RELOAD under SERVER=granian).
 # The last stage, `base`, is the default target.
 #
 # Dependencies come only from the hashed locks in requirements/ (regenerate them
@@ -64,7 +65,7 @@ ARG BASE_IMAGE
 # org.opencontainers.image.source/revision/created/version are added by CI
 # (.github/workflows/images.yml), which knows them.
 LABEL org.opencontainers.image.title="asgi-start" \
-      org.opencontainers.image.description="ASGI app server image: Gunicorn+Uvicorn workers, Uvicorn or Hypercorn, configured by environment variables (start.py)" \
+      org.opencontainers.image.description="ASGI app server image: Gunicorn+Uvicorn workers, Uvicorn, Hypercorn or Granian, configured by environment variables (start.py)" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
 

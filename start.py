@@ -1914,7 +1914,9 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
 def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
     """Granian has no config file: everything it is told is a flag. Its CLI reads a GRANIAN_*
     variable for each flag not given here; the flags given here win over those."""
-    require_installed("granian", facts, "SERVER=granian", problems)
+    if require_installed("granian", facts, "SERVER=granian", problems) and facts.version("granian") < (2, 6):
+        # --ssl-protocol-min and the worker signal handling start.py relies on (tested with 2.8)
+        problems.append("SERVER=granian needs granian 2.6 or newer (Python 3.10+): pip install 'granian[reload]>=2.6'")
     launch = Launch([sys.executable, "-m", "granian", "--interface", "asgi"])
     address = binds(settings)[0]
     if address.startswith("unix:"):
@@ -2908,6 +2910,7 @@ def granian_app() -> Any:
     and the worker exits 1 (Granian then stops: the same worker failing twice
     in a row is a crash loop to it).
     """
+    _stop_granian_workers_once()
     target = os.environ["ASGI_START_APP"]
     try:
         app = _load_app(target)
@@ -2918,6 +2921,52 @@ def granian_app() -> Any:
         logging.getLogger("_granian").exception("Cannot load application from '%s'", target)
         sys.exit(1)
     return ProxyHeaders(app, os.environ.get("ASGI_START_FORWARDED_ALLOW_IPS", "127.0.0.1"), numeric_ports=True)
+
+
+def _stop_granian_workers_once() -> None:
+    """In a Granian worker: every stop signal reaches the worker's stop event, and only once.
+
+    Granian (2.8) handles SIGTERM in a worker on its event loop only. Under
+    uvloop, which sees signals only while its loop runs, a SIGTERM between the
+    app's lifespan startup and the server's start was never seen: the worker
+    served on and the main waited GRACEFUL_TIMEOUT to kill it. A handler at the
+    Python level runs whether the loop runs or not. The event must be set once:
+    it is a channel of one message, and a set() that finds it full blocks the
+    worker for good (a second SIGTERM did that too). Patched before Granian
+    looks up `set_loop_signals` in its worker.
+    """
+    import importlib
+
+    try:
+        granian_signals: Any = importlib.import_module("granian._signals")
+    except ImportError:
+        return
+    install = getattr(granian_signals, "set_loop_signals", None)
+    if install is None or getattr(install, "sets_once", False):
+        return
+
+    def set_loop_signals(loop: Any) -> Any:
+        import contextlib
+        import signal
+
+        stops = (signal.SIGTERM, signal.SIGINT)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # none lost while the handlers change
+        event = install(loop)
+        unset = [event]  # list.pop is one step: a signal handler cannot slip in between check and take
+
+        def stop(*_: Any) -> None:
+            if unset:
+                with contextlib.suppress(IndexError):  # another handler took it in between
+                    unset.pop().set()
+
+        for signum in stops:
+            loop.add_signal_handler(signum, stop)  # wakes a running loop (replaces Granian's handler)
+            signal.signal(signum, stop)  # runs when the loop does not
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return event
+
+    set_loop_signals.sets_once = True  # type: ignore[attr-defined]
+    granian_signals.set_loop_signals = set_loop_signals
 
 
 def _load_app(target: str) -> Any:

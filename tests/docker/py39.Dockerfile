@@ -1,5 +1,7 @@
 # start.py alone on Python 3.9 (bullseye stand-in): the servers unpinned, as pip
 # resolves them for 3.9, in a venv; no project Dockerfile involved.
+# No Granian: its last release for 3.9 (2.5.7; 2.6 needs 3.10) lacks --ssl-protocol-min,
+# which start.py passes with TLS, and at times hangs on SIGTERM (a worker never exits).
 # TEST_PACKAGES: what the launcher's own tests (tests/unit, tests/e2e) import or run;
 # kubernetes-validate pinned as in requirements/dev.txt, since tests/unit/test_manifests.py
 # names the Kubernetes versions whose schemas that release ships.

@@ -46,7 +46,7 @@ UID = GID = 10001
 BUILDS = [("bookworm", "base"), ("bookworm", "fastapi"), ("bookworm", "starlette"), ("trixie", "base")]
 BUILD_IDS = [f"{suite}-{target}" for suite, target in BUILDS]
 APP_OF = {"base": "raw", "fastapi": "fastapi", "starlette": "starlette"}
-SERVERS = ("gunicorn", "uvicorn", "hypercorn")
+SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian")
 HEALTH_FAST = ["--health-interval=1s", "--health-timeout=5s", "--health-retries=3", "--health-start-period=30s"]
 
 # Finds compilers/toolchains and pip caches anywhere in an image (run as root).
@@ -153,6 +153,9 @@ def test_unhealthy_when_the_app_answers_500(app_image, containers):
 GRACEFUL_CASES = [(suite, target, "gunicorn") for suite, target in BUILDS] + [
     ("bookworm", "base", "uvicorn"),
     ("bookworm", "base", "hypercorn"),
+    ("bookworm", "base", "granian"),
+    ("bookworm", "fastapi", "granian"),
+    ("trixie", "base", "granian"),
 ]
 
 
@@ -194,16 +197,54 @@ def stop_with_a_slow_request_in_flight(container) -> tuple[float, dict]:
 
 
 # --------------------------------------------------------------------------
-# SERVER=uvicorn and SERVER=hypercorn in the same image
+# SERVER=uvicorn, SERVER=hypercorn and SERVER=granian in the same image
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("suite", ["bookworm", "trixie"])
-@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn", "granian"])
 def test_other_servers_serve_the_same_image(app_image, containers, suite, server):
     container = containers.run(app_image(suite, "base"), env={"SERVER": server})
     assert container.wait_http("/") == (200, hello_of("base"))
     assert server in container.pid1_cmdline()
     ident = json.loads(http_get(container.port, "/id")[1])
     assert ident["uid"] == UID
+
+
+def full_logs(container) -> list[str]:
+    """Every line the container printed, stdout and stderr (Container.logs keeps only the tail)."""
+    result = docker("logs", container.name, check=False)
+    return (result.stdout + result.stderr).splitlines()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_json_logs_every_line_is_an_object(app_image, containers, server):
+    """LOG_FORMAT=json in the image: start.py, the server, its workers and the access log, one object a line."""
+    container = containers.run(app_image("bookworm", "base"), env={"SERVER": server, "LOG_FORMAT": "json"})
+    assert container.wait_http("/") == (200, hello_of("base"))
+    assert http_get(container.port, "/?via=image")[0] == 200
+    docker("stop", container.name, timeout=30)
+    assert container.exit_code() == 0, container.logs()
+    lines = [line for line in full_logs(container) if line.strip()]
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"{server}: not a JSON line: {line!r}\n" + "\n".join(lines[-40:])) from None
+    assert all({"time", "level", "logger", "pid", "message"} <= set(entry) for entry in entries), lines
+    assert "asgi-start" in {entry["logger"] for entry in entries}
+    access = [e for e in entries if e["logger"].endswith(".access") and e.get("query") == "via=image"]
+    assert [(e["path"], e["status"]) for e in access if e["status"] is not None] == [("/", 200)], lines
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_with_reload_serves_in_the_image(app_image, containers, server):
+    """WITH_RELOAD=true: what each server's reloader needs is in the image (watchfiles for Granian)."""
+    container = containers.run(app_image("bookworm", "base"), env={"SERVER": server, "WITH_RELOAD": "true"})
+    assert container.wait_http("/") == (200, hello_of("base"))
+    # Uvicorn's reloader serves SERVER=gunicorn in development (README, WITH_RELOAD)
+    assert ("uvicorn" if server == "gunicorn" else server) in container.pid1_cmdline()
+    docker("stop", container.name, timeout=30)
+    assert container.exit_code() == 0, container.logs()
 
 
 # --------------------------------------------------------------------------
@@ -236,7 +277,14 @@ def count_workers(container, want: int, timeout: float = 30) -> list:
 
 @pytest.mark.parametrize(
     ("server", "cpus"),
-    [("gunicorn", "1"), ("gunicorn", "0.5"), ("gunicorn", None), ("uvicorn", "1"), ("hypercorn", "1")],
+    [
+        ("gunicorn", "1"),
+        ("gunicorn", "0.5"),
+        ("gunicorn", None),
+        ("uvicorn", "1"),
+        ("hypercorn", "1"),
+        ("granian", "1"),
+    ],
 )
 def test_worker_count_follows_the_cpu_quota(app_image, containers, server, cpus):
     per_core = 3
@@ -505,7 +553,8 @@ def test_image_contents(images, containers, suite, target):
     image = images.get(suite, target)
     script = (
         "import importlib.metadata as m, json, os, sys\n"
-        "names = ['gunicorn', 'uvicorn', 'uvicorn-worker', 'hypercorn', 'uvloop', 'httptools', 'fastapi', 'starlette']\n"
+        "names = ['gunicorn', 'uvicorn', 'uvicorn-worker', 'hypercorn', 'granian', 'watchfiles', 'uvloop', 'httptools',\n"
+        "         'fastapi', 'starlette']\n"
         "found = {}\n"
         "for n in names:\n"
         "    try: found[n] = m.version(n)\n"
@@ -519,10 +568,15 @@ def test_image_contents(images, containers, suite, target):
     dists = info["dists"]
     assert dists["gunicorn"] == "27.0.1" and dists["uvicorn"] == "0.54.0"
     assert dists["uvicorn-worker"] == "0.4.0" and dists["hypercorn"] == "0.18.0"
+    assert dists["granian"] == "2.8.7" and "watchfiles" in dists  # granian[reload]: WITH_RELOAD under SERVER=granian
     assert "uvloop" in dists and "httptools" in dists  # uvicorn[standard] on Debian
     assert ("fastapi" in dists) == (target == "fastapi")
     assert ("starlette" in dists) == (target in ("fastapi", "starlette"))
     assert info["exe"].startswith("/opt/venv/bin/python")
+    # every server imports, Granian's compiled extension and the reloader it needs included
+    imports = "import gunicorn, uvicorn, uvicorn_worker, hypercorn, granian, granian._granian, watchfiles"
+    imported = containers.run_to_end(image, cmd=["python", "-c", imports])
+    assert imported.returncode == 0, imported.stdout + imported.stderr
     assert info["cwd"] == "/app"
     assert info["env"] == {"PYTHONPATH": "/app", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     assert {"start.py", "gunicorn_conf.py", "hypercorn_conf.py"} <= set(info["files"])
@@ -597,7 +651,16 @@ def test_py39_runs_the_launcher_unit_and_e2e_tests(py39_image, containers):
     )
 
 
-@pytest.mark.parametrize("server", SERVERS)
+PY39_NO_GRANIAN = (
+    "Granian's last release for Python 3.9 (2.5.7) lacks --ssl-protocol-min and at times hangs on SIGTERM; "
+    "py39.Dockerfile installs no Granian"
+)
+
+
+@pytest.mark.parametrize(
+    "server",
+    [pytest.param(s, marks=pytest.mark.skip(reason=PY39_NO_GRANIAN)) if s == "granian" else s for s in SERVERS],
+)
 def test_py39_starts_each_server(py39_image, containers, server):
     container = containers.run(
         py39_image,

@@ -16,7 +16,12 @@ ALL_INSTALLED = frozenset(
 
 
 def facts_for(
-    app_dir: Path, start_dir: Path | None = None, installed=ALL_INSTALLED, cpus: int = 2, gunicorn=(27, 0, 1)
+    app_dir: Path,
+    start_dir: Path | None = None,
+    installed=ALL_INSTALLED,
+    cpus: int = 2,
+    gunicorn=(27, 0, 1),
+    granian=(2, 8, 7),
 ) -> start.Facts:
     return start.Facts(
         app_dir=str(app_dir),
@@ -25,7 +30,7 @@ def facts_for(
         installed=lambda name: name in installed,
         search_path=start.module_search_path(str(app_dir)),
         dev_shm=False,
-        version=lambda name: gunicorn if name == "gunicorn" else (0,),
+        version=lambda name: {"gunicorn": gunicorn, "granian": granian}.get(name, (0,)),
     )
 
 
@@ -624,3 +629,9 @@ def test_the_wrapper_gives_granian_ports_as_numbers():
         scope = {"type": "http", "client": client, "server": ("0.0.0.0", "8000"), "headers": headers, "path": "/"}
         asyncio.run(wrapper(scope, None, None))
     assert seen == [(("10.0.0.2", 48716), ("0.0.0.0", 8000)), (("203.0.113.7", 0), ("0.0.0.0", 8000))]
+
+
+def test_granian_before_2_6_is_refused(app_dir):
+    [problem] = plan_problems(app_dir, {"SERVER": "granian"}, granian=(2, 5, 7))
+    assert problem.startswith("SERVER=granian needs granian 2.6 or newer")
+    assert plan(app_dir, {"SERVER": "granian"}, granian=(2, 6, 0)).server == "granian"

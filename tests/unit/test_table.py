@@ -56,7 +56,7 @@ def facts_for(app_dir: Path, start_dir: Path) -> start.Facts:
         installed=lambda name: name in ALL_INSTALLED,
         search_path=start.module_search_path(str(app_dir)),
         dev_shm=False,
-        version=lambda name: (27, 0, 1) if name == "gunicorn" else (0,),
+        version=lambda name: {"gunicorn": (27, 0, 1), "granian": (2, 8, 7)}.get(name, (0,)),
     )
 
 
