@@ -82,8 +82,8 @@ SERVER_PID_VARIABLE = "ASGI_START_PID"
 # What the launcher's proxy-headers wrapper serves, and whom it trusts (see proxied_app).
 WRAPPED_APP_VARIABLE = "ASGI_START_APP"
 TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
-# Set for Granian's main process: its forked workers start with SIGTERM and SIGINT at their
-# defaults (see interpreter_starts).
+# Set for the main process of the servers that fork their workers (Gunicorn, Granian): a forked
+# worker starts with SIGTERM and SIGINT at their defaults (see _guard_forked_workers).
 FORK_GUARD_VARIABLE = "ASGI_START_FORK_GUARD"
 # Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
 UVICORN_SOCKET_FD = 3
@@ -1120,20 +1120,27 @@ def module_exists(name: str, search_path: Sequence[str]) -> bool:
 
 
 def installed_version(distribution: str) -> tuple[int, ...]:
-    """The installed version of a distribution as numbers, (0,) when unknown (read from its metadata)."""
-    from importlib import metadata
+    """The installed version of a distribution as numbers, (0,) when unknown.
 
-    try:
-        version = metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return (0,)
-    numbers = []
-    for part in version.split(".")[:3]:
-        digits = "".join(char for char in part if char.isdigit())
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers) or (0,)
+    Read from the name of its `.dist-info` directory on sys.path: importlib.metadata
+    would cost some 50 ms of start-up to import.
+    """
+    prefix = distribution.lower().replace("-", "_") + "-"
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info") and name.lower().startswith(prefix):
+                numbers = []
+                for part in name[len(prefix) : -len(".dist-info")].split(".")[:3]:
+                    digits = "".join(char for char in part if char.isdigit())
+                    if not digits:
+                        break
+                    numbers.append(int(digits))
+                return tuple(numbers) or (0,)
+    return (0,)
 
 
 def is_installed(module: str) -> bool:
@@ -1825,6 +1832,8 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts, problems)
     launch = Launch([sys.executable, "-m", "gunicorn"])
     launch.config_file, launch.worker_class = config_file, worker_class
+    # a worker forked while a stop signal is on its way starts with the default action, as under Granian
+    launch.env[FORK_GUARD_VARIABLE] = "1"
     options = gunicorn_options(settings, facts, app.workers, worker_class)
     trusted = settings.forwarded_allow_ips or ""
     if "/" in trusted and facts.version("gunicorn") < (24,):
@@ -1914,7 +1923,7 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
 def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
     """Granian has no config file: everything it is told is a flag. Its CLI reads a GRANIAN_*
     variable for each flag not given here; the flags given here win over those."""
-    if require_installed("granian", facts, "SERVER=granian", problems) and facts.version("granian") < (2, 6):
+    if require_installed("granian", facts, "SERVER=granian", problems) and (0,) < facts.version("granian") < (2, 6):
         # --ssl-protocol-min and the worker signal handling start.py relies on (tested with 2.8)
         problems.append("SERVER=granian needs granian 2.6 or newer (Python 3.10+): pip install 'granian[reload]>=2.6'")
     launch = Launch([sys.executable, "-m", "granian", "--interface", "asgi"])
@@ -2702,6 +2711,11 @@ def _log_classes() -> dict[str, Any]:
             fields = access_fields(record) if record.name in ACCESS_LOGGERS else None
             if fields:
                 entry.update(fields)
+            elif not record.exc_info and record.name.startswith("_granian"):
+                # Granian writes an app's exception with its traceback inside the message
+                message, marker, trace = entry["message"].partition("\nTraceback (most recent call last):\n")
+                if marker:
+                    entry["message"], record.exc_text = message, marker.lstrip("\n") + trace
             if record.exc_info:
                 record.exc_text = record.exc_text or self.formatException(record.exc_info)
             if record.exc_text:
@@ -2769,6 +2783,9 @@ def interpreter_starts(sitecustomize: str) -> None:
 
 def _guard_forked_workers(server_pid: int) -> None:
     """A worker forked by the server's main process starts with SIGTERM and SIGINT at their defaults.
+
+    Gunicorn's post_fork hook does this too, but only with a config file, and a
+    post_fork of the user's own replaces it.
 
     Granian's forked worker keeps the main's handler (which only sets a flag in
     the worker's copy of the main) until it installs its own, after the app is
@@ -2913,7 +2930,7 @@ def granian_app() -> Any:
     _stop_granian_workers_once()
     target = os.environ["ASGI_START_APP"]
     try:
-        app = _load_app(target)
+        app = _load_app(target, hypercorn=False)
     except Exception:
         import logging
         import sys
@@ -2969,7 +2986,7 @@ def _stop_granian_workers_once() -> None:
     granian_signals.set_loop_signals = set_loop_signals
 
 
-def _load_app(target: str) -> Any:
+def _load_app(target: str, hypercorn: bool = True) -> Any:
     """`module:attribute` or `module:factory()`, imported; a missing module or attribute names the user's target."""
     import importlib
 
@@ -2979,22 +2996,23 @@ def _load_app(target: str) -> Any:
     except ModuleNotFoundError as error:
         if error.name != module_name:
             raise
-        raise _no_app(target, "module") from None
+        raise _no_app(target, "module", hypercorn) from None
     for part in attribute.removesuffix("()").split("."):
         if not hasattr(app, part):
-            raise _no_app(target, "application")
+            raise _no_app(target, "application", hypercorn)
         app = getattr(app, part)
     return app() if attribute.endswith("()") else app
 
 
-def _no_app(target: str, missing: str) -> Exception:
-    """Hypercorn's own error for an app it cannot load, naming the user's app rather than the wrapper."""
+def _no_app(target: str, missing: str, hypercorn: bool = True) -> Exception:
+    """Hypercorn's own error for an app it cannot load (elsewhere LookupError), naming the user's app rather than the wrapper."""
+    import contextlib
     import importlib
 
-    try:
-        error: Any = importlib.import_module("hypercorn.utils").NoAppError
-    except (ImportError, AttributeError):
-        error = LookupError
+    error: Any = LookupError
+    if hypercorn:
+        with contextlib.suppress(ImportError, AttributeError):
+            error = importlib.import_module("hypercorn.utils").NoAppError
     return error(f"Cannot load application from '{target}', {missing} not found.")  # type: ignore[no-any-return]
 
 

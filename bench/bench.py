@@ -60,6 +60,9 @@ class Case:
                               with no config file (every setting a flag), Uvicorn binding its own socket
               "direct-argv"   exactly the argv and env that --dry-run prints (config file included)
               "inboard"       python -m inboard.start, inboard's own defaults (the anchor)
+              "direct-wrapped" the direct command, but serving start.py's proxy-headers wrapper around the
+                              app (Granian: --factory asgi_start:granian_app), with the module written out
+                              from start.py and nothing else of the launcher: the wrapper's own cost
     extra_env: variables added to the launch (start.py's or inboard's contract); the direct
                commands are derived from start.py's plan under the same variables.
     vs:        the case this one's ratios are taken against (None: it is a reference), or a tuple of
@@ -213,6 +216,50 @@ CASES = [
         {"WORKER_CLASS": "uvloop"},
         vs="hypercorn start.py",
     ),
+    # --- granian ---
+    Case("granian start.py", "granian", "start", "granian", ttfr=True, vs="granian direct", goal="parity"),
+    Case("granian direct", "granian", "direct", "granian", ttfr=True),
+    Case(
+        "granian ACCESS_LOG=''",
+        "granian",
+        "start",
+        "granian",
+        NO_LOG,
+        vs=("granian direct ACCESS_LOG=''", "granian start.py"),
+        goal="parity",
+    ),
+    Case(
+        "granian direct ACCESS_LOG=''",
+        "granian",
+        "direct",
+        "granian",
+        NO_LOG,
+        note="the hand-written command with --no-access-log, serving main:app itself",
+    ),
+    Case(
+        "granian wrapper only ACCESS_LOG=''",
+        "granian",
+        "direct-wrapped",
+        "granian",
+        NO_LOG,
+        vs=("granian direct ACCESS_LOG=''", "granian ACCESS_LOG=''"),
+        note="the direct command serving `--factory asgi_start:granian_app` (ASGI_START_APP=main:app): "
+        "the launcher's proxy-headers/port wrapper without the rest of the launcher",
+    ),
+    # --- the four servers side by side, through start.py, one interleaved group ---
+    *(
+        Case(
+            f"4 servers: {server}{label}",
+            "4 servers",
+            "start",
+            server,
+            extra,
+            ttfr=not extra,
+            vs=None if server == "granian" else f"4 servers: granian{label}",
+        )
+        for extra, label in (({}, ""), (NO_LOG, " ACCESS_LOG=''"))
+        for server in ("gunicorn", "uvicorn", "hypercorn", "granian")
+    ),
     # --- case 5: a 1-CPU cgroup v1 quota on this machine, WORKERS_PER_CORE=2 ---
     Case("quota start.py", "quota", "start", "gunicorn", {"WORKERS_PER_CORE": "2"}, cgroup=True),
     Case(
@@ -228,6 +275,7 @@ CASES = [
     Case("quota inboard", "quota", "inboard", "gunicorn", {"WORKERS_PER_CORE": "2"}, cgroup=True, vs="quota start.py"),
 ]
 CASES_BY_NAME = {case.name: case for case in CASES}
+SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian")
 
 # Modules whose import by start.py would break the promise "no server or app module".
 FORBIDDEN_IMPORTS = (
@@ -235,6 +283,7 @@ FORBIDDEN_IMPORTS = (
     "uvicorn",
     "uvicorn_worker",
     "hypercorn",
+    "granian",
     "h11",
     "httptools",
     "uvloop",
@@ -588,6 +637,32 @@ class Runner:
                 shutil.copy2(os.path.join(os.path.dirname(START_PY), name), self.alone)
         self.launches = 0
 
+    def wrapper_dir(self) -> str:
+        """A directory holding only the module `asgi_start` (with its bytecode), written from start.py's
+        own runtime_module_source(): what start.py's runtime directory serves the app through."""
+        directory = os.path.join(self.work, "wrapper")
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+            code = (
+                "import importlib.util as u, sys\n"
+                "spec = u.spec_from_file_location('asgi_start_launcher', sys.argv[1])\n"
+                "module = u.module_from_spec(spec)\n"
+                "spec.loader.exec_module(module)\n"
+                "sys.stdout.write(module.runtime_module_source())\n"
+            )
+            done = subprocess.run(
+                [self.py, "-c", code, os.path.join(self.alone, "start.py")],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
+            path = os.path.join(directory, "asgi_start.py")
+            with open(path, "w") as file:
+                file.write(done.stdout)
+            subprocess.run([self.py, "-m", "compileall", "-q", path], check=True, timeout=60)
+        return directory
+
     def fresh_tmpdir(self) -> str:
         return tempfile.mkdtemp(prefix="t", dir=self.tmp_root)
 
@@ -655,19 +730,28 @@ class Runner:
             # GUNICORN_CMD_ARGS (start.py alone) -> the same flags on the command line
             argv = argv[:3] + without_generated(shlex.split(plan["env"]["GUNICORN_CMD_ARGS"]), generated) + argv[3:]
         wrapped = plan["env"].get("ASGI_START_APP")
-        if wrapped and argv and argv[-1].startswith("asgi_start:"):
-            # Hypercorn by hand serves the app itself, not through start.py's proxy-headers wrapper
+        keep_wrapper = case.launcher == "direct-wrapped"
+        if wrapped and argv and argv[-1].startswith("asgi_start:") and not keep_wrapper:
+            # Hypercorn and Granian by hand serve the app itself, not start.py's proxy-headers wrapper
             argv = [*argv[:-1], wrapped]
+            if argv[-2] == "--factory":  # Granian: the wrapper is a factory, the app is not
+                del argv[-2]
         if case.server == "uvicorn" and "--fd" in argv:
             # Uvicorn binds the address itself, as `uvicorn --host --port` does
             index = argv.index("--fd")
             argv[index : index + 2] = ["--host", HOST, "--port", str(port)]
+        kept = ("ASGI_START_APP", "ASGI_START_FORWARDED_ALLOW_IPS") if keep_wrapper else ()
         env = {
             k: v
             for k, v in plan["env"].items()
-            if k not in ("GUNICORN_CMD_ARGS", "ASGI_START_APP", "ASGI_START_FORWARDED_ALLOW_IPS")
+            if k != "GUNICORN_CMD_ARGS"
+            and (k in kept or not k.startswith("ASGI_START_"))
             and not any(g in v for g in generated)
         }
+        if keep_wrapper:
+            # only the module `asgi_start` on the path: no sitecustomize, no logging configuration
+            path = (self.image.env if self.image else {}).get("PYTHONPATH")
+            env["PYTHONPATH"] = self.wrapper_dir() + (os.pathsep + path if path else "")
         # the same environment start.py would have exec'd the server with (the flags win anyway)
         return argv, self.env(self.args.servers_venv, {"SERVER": case.server, **contract, **env}), plan["workers"]
 
@@ -745,7 +829,7 @@ def case1_launch(runner: Runner, args) -> dict:
     }
     names = list(commands)
     result = {"servers": {}}
-    for server in ("gunicorn", "uvicorn", "hypercorn"):
+    for server in SERVERS:
         env_s = dict(env, SERVER=server, PYTHONPATH=module_dir)
         times: dict[str, list[float]] = {name: [] for name in names}
         cpu: dict[str, list[float]] = {}
@@ -787,7 +871,7 @@ def case1_launch(runner: Runner, args) -> dict:
 
     base = set(imports(["-c", "pass"], {}))
     result["imports"] = {}
-    for server in ("gunicorn", "uvicorn", "hypercorn"):
+    for server in SERVERS:
         totals, mods = [], {}
         for _ in range(5):
             mods = {m: t for m, t in imports([START_PY, "--dry-run"], {"SERVER": server}).items() if m not in base}
@@ -832,7 +916,7 @@ def case2_ttfr(runner: Runner, args) -> dict:
             ).stderr
         )
     )
-    for server in ("gunicorn", "uvicorn", "hypercorn"):
+    for server in SERVERS:
         case = CASES_BY_NAME[f"{server} start.py"]
         port = free_port()
         srv, _, _ = runner.launch(case, port, argv_prefix=("-X", "importtime"))
@@ -999,7 +1083,8 @@ def machine(args) -> dict:
         "kernel": platform.release(),
         "python": python.strip(),
         "servers": versions(
-            args.servers_venv, ["gunicorn", "uvicorn", "uvicorn-worker", "hypercorn", "uvloop", "httptools", "h11"]
+            args.servers_venv,
+            ["gunicorn", "uvicorn", "uvicorn-worker", "hypercorn", "granian", "uvloop", "httptools", "h11"],
         ),
         "inboard": versions(args.inboard_venv, ["inboard", "gunicorn", "uvicorn", "uvloop", "httptools"])
         if args.inboard_venv
@@ -1259,7 +1344,7 @@ def report(info: dict, res: dict, args, elapsed: float) -> str:
                 f"{med(pss) / 1024:.1f} | {med([mm['rss_kib'] for mm in mem]) / 1024:.1f} | "
                 f"{med([mm['worker_pss_kib'] for mm in mem]) / 1024:.1f} | {resident} | {vs} | {cell} |"
             )
-            if case.launcher == "start" and not case.extra_env and not case.server_args:
+            if case.name == f"{case.server} start.py":
                 ok = launcher == 0 and all("start.py" not in mm["root_cmd"] for mm in mem)
                 goals.append(
                     (
@@ -1313,6 +1398,59 @@ def report(info: dict, res: dict, args, elapsed: float) -> str:
             add("\n" + "\n".join(notes) + "\n")
         elif res.get("quota_skipped"):
             add(f"## 5. Worker count under a CPU quota\n\nSkipped: {res['quota_skipped']}\n")
+    # ---- the four servers side by side
+    side = [c for c in CASES if c.group == "4 servers" and c.name in (c3 or {})]
+    if side:
+        add("## The four servers side by side (start.py, same app, one interleaved group)\n")
+        add(
+            "| server | access log | req/s: median (min … max) | req/s / granian (range) | p99 ms | "
+            "server CPU µs/req: median (min … max) | CPU/req / granian (range) | PSS MiB | RSS MiB | processes | "
+            "time to first 200 ms: median (min … max) | log B/req |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+        def span(values, spec=".0f"):
+            return f"**{med(values):{spec}}** ({min(values):{spec}} … {max(values):{spec}})"
+
+        best = {}
+        for case in side:
+            rec = c3[case.name]
+            rps = [run["rps"] for run in rec["runs"]]
+            cpu = [run["cpu_us_per_request"] for run in rec["runs"]]
+            ref = c3.get(case.vs) if case.vs else None
+            ratio = cpu_ratio = "–"
+            if ref:
+                r, lo, hi = ratio_stats(rps, [run["rps"] for run in ref["runs"]])
+                ratio = f"{r:.3f} ({lo:.2f} … {hi:.2f})"
+                r, lo, hi = ratio_stats(cpu, [run["cpu_us_per_request"] for run in ref["runs"]])
+                cpu_ratio = f"{r:.3f} ({lo:.2f} … {hi:.2f})"
+            ttfr = (c2 or {}).get(case.name, {}).get("ms")
+            log_on = "ACCESS_LOG" not in case.extra_env
+            best.setdefault(log_on, []).append((med(rps), med(cpu), case.server))
+            errors = sum(run["non2xx"] + run["socket_errors"] for run in rec["runs"])
+            add(
+                f"| {case.server}{' ⚠ ' + str(errors) + ' errors' if errors else ''} | {'on' if log_on else 'off'} | "
+                f"{span(rps)} | {ratio} | {med([run['p99_ms'] for run in rec['runs']]):.2f} | {span(cpu)} | "
+                f"{cpu_ratio} | {med([mm['pss_kib'] for mm in rec['mem']]) / 1024:.1f} | "
+                f"{med([mm['rss_kib'] for mm in rec['mem']]) / 1024:.1f} | "
+                f"{med([mm['processes'] for mm in rec['mem']]):g} | {span(ttfr) if ttfr else '–'} | "
+                f"{med([run['log_bytes_per_request'] for run in rec['runs']]):.0f} |"
+            )
+        for log_on, rows in best.items():
+            by_rps = sorted(rows, reverse=True)
+            by_cpu = sorted(rows, key=lambda row: row[1])
+            add(
+                f"\nAccess log {'on' if log_on else 'off'}: by req/s "
+                + " > ".join(f"{server} {rps:.0f}" for rps, _c, server in by_rps)
+                + "; by server CPU per request "
+                + " < ".join(f"{server} {cpu:.0f} µs" for _r, cpu, server in by_cpu)
+                + "."
+            )
+        add(
+            "\nRatios are per round (this server / granian in the same round). All eight launches of the group "
+            "are interleaved in each round (A B C …, then … C B A), so drift on the machine hits them alike; "
+            "memory is the whole tree after start-up, before load.\n"
+        )
     # ---- the exact command lines
     launched = {}
     for key in ("ttfr", "load"):
@@ -1345,7 +1483,7 @@ def report(info: dict, res: dict, args, elapsed: float) -> str:
 # --targets: the performance targets of issue 8, in one interleaved run, under the image's conditions
 # --------------------------------------------------------------------------
 
-TARGET_SERVERS = ("gunicorn", "uvicorn", "hypercorn")
+TARGET_SERVERS = SERVERS
 TTFR_GOAL, IMPORT_GOAL_MS, DRYRUN_GOAL_MS, TPUT_GOAL = 1.05, 2.0, 15.0, 0.97
 
 
@@ -2185,13 +2323,18 @@ def main() -> int:
     if args.output is None:
         args.output = os.path.join(BENCH, "TARGETS.md" if args.targets else "RESULTS.md")
     args.output = os.path.abspath(args.output)
-    if not args.targets and not args.inboard_venv:
-        parser.error("--inboard-venv is needed (all but --targets)")
     REPO = os.path.abspath(args.repo)
     only = set(args.only.split(","))
     if args.cases and not args.targets:
         for case in CASES:
             if not re.search(args.cases, case.name):
+                case.ttfr = case.load = False
+    inboard = [c.name for c in CASES if c.launcher == "inboard" and (c.ttfr or c.load) and not c.cgroup]
+    if not args.targets and not args.inboard_venv and inboard:
+        parser.error(f"--inboard-venv is needed for {', '.join(inboard)} (or pick other --cases)")
+    if not args.inboard_venv:
+        for case in CASES:  # the quota group's inboard launch, when there is no anchor venv
+            if case.launcher == "inboard":
                 case.ttfr = case.load = False
 
     def on_signal(signum, frame):

@@ -9,6 +9,9 @@
 #                                           conditions: bench/TARGETS.md (+ .json); needs wrk only, and
 #                                           only the servers venv
 #   BENCH_SERVERS_VENV=.venv bash bench/run.sh --targets   use an existing venv with the pinned servers
+#   BENCH_INBOARD_VENV=none bash bench/run.sh --only 2,3 --cases '^(granian|4 servers)'
+#                                           no anchor venv: for runs whose cases launch no inboard
+#                                           (BENCH_INBOARD_VENV=DIR reuses an existing one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -42,6 +45,12 @@ fi
 if [ "$targets" = 1 ]; then
     exec "$servers/bin/python" bench/bench.py --servers-venv "$servers" "$@"
 fi
-venv "$VENVS/inboard" bench/requirements-inboard.txt
-exec "$servers/bin/python" bench/bench.py \
-    --servers-venv "$servers" --inboard-venv "$(realpath "$VENVS/inboard")" "$@"
+if [ "${BENCH_INBOARD_VENV:-}" = none ]; then
+    exec "$servers/bin/python" bench/bench.py --servers-venv "$servers" "$@"
+elif [ -n "${BENCH_INBOARD_VENV:-}" ]; then
+    inboard=$(realpath "$BENCH_INBOARD_VENV")
+else
+    venv "$VENVS/inboard" bench/requirements-inboard.txt
+    inboard=$(realpath "$VENVS/inboard")
+fi
+exec "$servers/bin/python" bench/bench.py --servers-venv "$servers" --inboard-venv "$inboard" "$@"

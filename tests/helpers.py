@@ -17,7 +17,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 START = REPO / "start.py"
 APPS = Path(__file__).resolve().parent / "apps"
-SERVERS = ("gunicorn", "uvicorn", "hypercorn")
+SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian")
+
+
+def granian_usable() -> bool:
+    """Whether this interpreter has a Granian start.py accepts (2.6 or newer)."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("granian")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) >= (2, 6)
 
 
 def clean_env(**overrides: str) -> dict[str, str]:

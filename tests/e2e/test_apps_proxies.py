@@ -202,6 +202,9 @@ def test_factory_is_served_and_is_what_the_plan_said(scope_server):
         assert argv[3:5] == ["main:create_app", "--factory"], argv
     elif server_name == "gunicorn":
         assert argv[-1] == "main:create_app()", argv
+    elif server_name == "granian":  # the launcher's wrapper as Granian's factory; it calls the user's factory
+        assert argv[-2:] == ["--factory", "asgi_start:granian_app"], argv
+        assert plan["env"]["ASGI_START_APP"] == "main:create_app()", plan
     else:
         assert argv[-1] == "asgi_start:proxied_app()" and plan["env"]["ASGI_START_APP"] == "main:create_app()", plan
 
@@ -421,9 +424,9 @@ def test_host_ipv6_any_is_dual_stack_even_where_bindv6only_is_set(request, tmp_p
     known_bug(
         request,
         server_name,
-        {"gunicorn", "hypercorn"},
-        f"with net.ipv6.bindv6only=1, HOST=:: under SERVER={server_name} is IPv6 only: the server binds it, "
-        "and start.py clears IPV6_V6ONLY only on the socket it binds for Uvicorn",
+        {"gunicorn", "hypercorn", "granian"},
+        f"with net.ipv6.bindv6only=1, HOST=:: under SERVER={server_name} is IPv6 only: the server binds it "
+        "(Granian in Rust, in every worker), and start.py clears IPV6_V6ONLY only on the socket it binds for Uvicorn",
     )
     why_not = can_unshare_network()
     if why_not:
@@ -459,11 +462,21 @@ SERVER_ARGS_CASES = {
         "--workers 3 --access-logformat 'server-args says %(m)s %(U)s'",
         ["--workers", "3", "--access-logformat", "server-args says %(m)s %(U)s"],
     ),
+    "granian": (
+        "--workers 3 --access-log-fmt 'server-args says %(method)s %(path)s'",
+        ["--workers", "3", "--access-log-fmt", "server-args says %(method)s %(path)s"],
+    ),
 }
 AFTER_DASHES = {
     "gunicorn": ["--graceful-timeout", "7"],
     "uvicorn": ["--header", "x-after-dashes:yes"],
     "hypercorn": ["--graceful-timeout", "7"],
+    "granian": ["--workers-kill-timeout", "7"],
+}
+# The access line each server writes for GET /probe-server-args with SERVER_ARGS' access format.
+SERVER_ARGS_ACCESS_LINE = {
+    "hypercorn": "server-args says GET /probe-server-args",
+    "granian": "server-args says GET /probe-server-args",
 }
 
 
@@ -489,6 +502,9 @@ def test_server_args_come_before_the_dash_arguments_and_take_effect(servers, tmp
     assert contains_run(argv[:at], words) == -1  # once only
     if server_name == "uvicorn":
         assert argv[3] == "main:app" and at > 4  # start.py's own arguments first
+    elif server_name == "granian":  # no config file: start.py's own flags, the target, then the user's (last wins)
+        assert argv[3:5] == ["--interface", "asgi"] and argv[at - 2 : at] == ["--factory", "asgi_start:granian_app"]
+        assert argv[at + len(words) + len(after) :] == []
     else:
         assert argv[-1] in ("main:app", "asgi_start:proxied_app()") and argv[3] == "--config" and at > 4
 
@@ -503,12 +519,13 @@ def test_server_args_come_before_the_dash_arguments_and_take_effect(servers, tmp
         assert headers.get("x-after-dashes") == "yes", headers
     else:
         assert len(wait_for_workers(server.pid, 3)) == 3  # WEB_CONCURRENCY=1, SERVER_ARGS --workers 3
-    if server_name == "hypercorn":
+    if server_name in SERVER_ARGS_ACCESS_LINE:
+        expected = SERVER_ARGS_ACCESS_LINE[server_name]
         request_get(server.port, "/probe-server-args")
         deadline = time.monotonic() + 10
-        while "server-args says GET /probe-server-args" not in server.output() and time.monotonic() < deadline:
+        while expected not in server.output() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "server-args says GET /probe-server-args" in server.output(), server.output()[-3000:]
+        assert expected in server.output(), server.output()[-3000:]
     stop(server)
 
 
@@ -565,7 +582,7 @@ def test_wss_echo_over_tls(tls_server):
         assert ws.recv(timeout=10) == "over TLS"
 
 
-HTTP2_SPEAKERS = {"hypercorn"}  # Uvicorn, alone or as Gunicorn's worker, speaks HTTP/1.1 only
+HTTP2_SPEAKERS = {"hypercorn", "granian"}  # Uvicorn, alone or as Gunicorn's worker, speaks HTTP/1.1 only
 
 
 def test_http2_over_tls_where_the_server_speaks_it(tls_server):

@@ -262,7 +262,14 @@ def hostile_app(tmp_path: Path, start_alone: bool = False) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize(
     ("server_name", "start_alone"),
-    [("gunicorn", False), ("gunicorn", True), ("uvicorn", True), ("hypercorn", False), ("hypercorn", True)],
+    [
+        ("gunicorn", False),
+        ("gunicorn", True),
+        ("uvicorn", True),
+        ("hypercorn", False),
+        ("hypercorn", True),
+        ("granian", True),  # no config file: everything on its command line
+    ],
 )
 def test_real_start_from_a_hostile_directory(servers, tmp_path, server_name, start_alone):
     app_dir, start = hostile_app(tmp_path, start_alone)

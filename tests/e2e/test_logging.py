@@ -71,6 +71,14 @@ def test_json_every_line_is_an_object_with_the_documented_fields(servers, tmp_pa
     assert plain["status"] == 200 and plain["query"] == "via=test" and plain["client"].startswith("127.0.0.1")
     if server_name == "hypercorn":  # the only server that hands the log a duration and the user agent
         assert plain["user_agent"] == "asgi-start-test/1" and plain["duration_ms"] >= 0
+    elif server_name == "granian":  # a duration (its dt_ms), no user agent; the client without its port
+        assert type(plain["duration_ms"]) is float and 0 <= plain["duration_ms"] < 10_000, plain
+        assert plain["user_agent"] is None and plain["client"] == "127.0.0.1", plain
+        assert all(isinstance(entry["duration_ms"], (int, float)) for entry in access), access
+        # Granian's own records, from its main and its workers, were among the JSON lines
+        assert {"_granian", "_granian.serve", "granian.access"} <= loggers, loggers
+    else:
+        assert plain["duration_ms"] is None and plain["user_agent"] is None, plain
     [app_line] = [entry for entry in entries if entry["logger"] == "main" and entry["level"] == "info"]
     assert app_line["message"] == "app says hello to the log"
     [caught] = [entry for entry in entries if entry["message"] == "app caught an error"]

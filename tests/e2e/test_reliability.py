@@ -233,7 +233,8 @@ CRASH_CLIENTS = [
 ]
 
 
-@pytest.mark.parametrize("server_name", ["gunicorn", "uvicorn"])
+# Granian replaces a dead worker because start.py passes --respawn-failed-workers (its default stops the server).
+@pytest.mark.parametrize("server_name", ["gunicorn", "uvicorn", "granian"])
 def test_killed_worker_is_replaced_and_later_requests_succeed(servers, tmp_path, server_name, record_property):
     server = start_server(servers, tmp_path, server_name, ACCESS_LOG="")
     victim, survivor = worker_pids(server.pid)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,6 +27,7 @@ from helpers import (
     dry_run,
     free_port,
     http_get,
+    proc_stat,
     wait_for_http,
     wait_for_workers,
     wait_until_workers_serve,
@@ -256,6 +260,84 @@ def test_server_exit_status_is_propagated(tmp_path):
     assert result.returncode == 4, result.stderr[-2000:]
 
 
+# The exit status of the server start.py became, for an app it cannot load (one worker: see above).
+# Hypercorn 0.18 exits 0 (its bug, README); Granian's workers fail, and it stops: it takes the same
+# worker failing twice in a row for a crash loop, even with --respawn-failed-workers.
+APP_LOAD_FAILURE_STATUS = {"gunicorn": 4, "uvicorn": 3, "hypercorn": 0, "granian": 1}
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_app_that_cannot_load_gives_the_servers_exit_status(tmp_path, server_name):
+    app_dir = copy_app(tmp_path)
+    env = clean_env(
+        HOST="127.0.0.1", PORT=str(free_port()), SERVER=server_name, VARIABLE_NAME="missing", WEB_CONCURRENCY="1"
+    )
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "start.py")],
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == APP_LOAD_FAILURE_STATUS[server_name], result.stderr[-2000:]
+    assert time.monotonic() - began < 30  # no restart loop
+    assert "main:missing" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_granian_app_load_failure_is_json_records_and_exit_1(tmp_path, workers):
+    """Every worker fails to load the app: Granian stops (crash loop), exit 1; each failure is one JSON
+    record with the traceback, nothing raw on stderr; no process left behind."""
+    app_dir = copy_app(tmp_path)
+    env = clean_env(
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        SERVER="granian",
+        VARIABLE_NAME="missing",
+        WEB_CONCURRENCY=workers,
+        LOG_FORMAT="json",
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "start.py")],
+        cwd=app_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    assert process.returncode == 1, stderr[-3000:]
+    entries = [json.loads(line) for line in (stdout + stderr).splitlines()]  # every line
+    failures = [entry for entry in entries if entry["message"] == "Cannot load application from 'main:missing'"]
+    assert failures and all(entry["level"] == "error" for entry in failures), entries
+    assert all("application not found" in entry["exception"] for entry in failures), failures
+    assert any(entry["message"] == "Worker crash loop detected, exiting" for entry in entries), entries
+    assert session_processes(process.pid) == []
+
+
+def session_processes(session: int) -> list[int]:
+    """Live processes of a session (each server here is started in its own)."""
+    found = []
+    for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            in_session = os.getsid(pid) == session
+        except OSError:  # gone meanwhile
+            continue
+        stat = proc_stat(pid)
+        if in_session and stat is not None and stat[0] != "Z":
+            found.append(pid)
+    return found
+
+
 def test_uvicorn_many_workers_on_asyncio_has_no_delayed_ack_stall(servers, tmp_path):
     # Uvicorn's own multi-process bind leaves Nagle on; with --loop asyncio every
     # keep-alive response then waits ~40 ms. start.py's pre-bound socket avoids it.
@@ -306,11 +388,13 @@ def test_reload_mode_serves_one_process_and_reloads(servers, tmp_path, server_na
     assert all_gone([server.pid, *tree]) == []
 
 
-def test_worker_processes_match_dry_run_under_uvicorn_and_hypercorn_defaults(servers, tmp_path):
+def test_worker_processes_match_dry_run_under_uvicorn_hypercorn_and_granian_defaults(servers, tmp_path):
     app_dir = copy_app(tmp_path)
-    for server_name in ("uvicorn", "hypercorn"):
+    for server_name in ("uvicorn", "hypercorn", "granian"):
         server = start_server(servers, app_dir, SERVER=server_name)
+        planned = dry_run(clean_env(HOST="127.0.0.1", PORT=str(server.port), SERVER=server_name), app_dir)["workers"]
+        assert planned == 2  # 2 CPUs × WORKERS_PER_CORE 1
         assert server.wait_ready()[0] == 200
-        assert len(wait_for_workers(server.pid, 2)) == 2 == len(worker_pids(server.pid))
-        assert len(wait_until_workers_serve(server.url("/pid"), 2)) == 2
+        assert len(wait_for_workers(server.pid, planned)) == planned == len(worker_pids(server.pid))
+        assert len(wait_until_workers_serve(server.url("/pid"), planned)) == planned
         assert server.terminate() == 0

@@ -38,6 +38,12 @@ drops a signal that PID 1 has no handler for, so a server that is still importin
 must have it held, not left at its default action. They need root (or user
 namespaces) and are skipped without.
 
+Granian (`granian-*`): its forked workers run with the main's Python SIGTERM handler until they
+install their own, after the app is imported; a SIGTERM the main relays in that window was lost and
+the main waited for the worker forever (GRACEFUL_TIMEOUT's --workers-kill-timeout, here 120 s).
+start.py resets SIGTERM and SIGINT to their defaults in a worker forked by Granian's main.
+`granian-2-slow-app-import` makes importing the app take 0.3 s, so that window is wide and often hit.
+
 Knobs (environment): SIGTERM_WINDOW_STEP_MS (default 40; 10 for a finer hunt), SIGTERM_WINDOW_ROUNDS (default 1,
 each round runs every delay again).
 """
@@ -74,6 +80,7 @@ MAX_DELAYS = 70  # per round: a slow machine gets wider steps, not a longer test
 LEFT_GRACE_S = 2.0  # after the server exits, for the last of its processes to go
 POST_FORK_DELAY_S = 0.3
 SPAWN_DELAY_S = 0.15
+APP_IMPORT_DELAY_S = 0.3
 
 SLOW_POST_FORK_CONF = """\
 import runpy
@@ -119,16 +126,23 @@ CASES = [
     pytest.param("uvicorn", 1, "", False, id="uvicorn-1"),
     pytest.param("hypercorn", 2, "", False, id="hypercorn-2"),
     pytest.param("hypercorn", 2, "slow-spawn", False, id="hypercorn-2-slow-spawn"),
+    pytest.param("granian", 2, "", False, id="granian-2"),
+    pytest.param("granian", 1, "", False, id="granian-1"),
+    pytest.param("granian", 2, "slow-app-import", False, id="granian-2-slow-app-import"),
     pytest.param("gunicorn", 2, "", True, id="pid1-gunicorn-2"),
     pytest.param("uvicorn", 2, "", True, id="pid1-uvicorn-2"),
     pytest.param("uvicorn", 1, "", True, id="pid1-uvicorn-1"),
     pytest.param("hypercorn", 2, "", True, id="pid1-hypercorn-2"),
+    pytest.param("granian", 2, "", True, id="pid1-granian-2"),
+    pytest.param("granian", 1, "", True, id="pid1-granian-1"),
 ]
 # A config file that extends the default one: its variable, template, default file and delay.
 WIDENING = {
     "slow-post-fork": ("GUNICORN_CONF", SLOW_POST_FORK_CONF, "gunicorn_conf.py", POST_FORK_DELAY_S),
     "slow-spawn": ("HYPERCORN_CONF", SLOW_SPAWN_CONF, "hypercorn_conf.py", SPAWN_DELAY_S),
 }
+# Lines put at the top of the app's module: it then takes that long to import, in every worker.
+SLOW_APP_IMPORT = {"slow-app-import": f"import time\n\ntime.sleep({APP_IMPORT_DELAY_S})\n"}
 
 
 def pid_namespaces_work() -> bool:
@@ -191,9 +205,14 @@ def server_env(server_name: str, workers: int, extra: dict[str, str]) -> dict[st
     )
 
 
-def launch(servers: list, run_dir: Path, server_name: str, workers: int, extra: dict[str, str], pid1: bool):
+def launch(
+    servers: list, run_dir: Path, server_name: str, workers: int, extra: dict[str, str], pid1: bool, widened: str
+):
     """Start `python start.py`; the server, the PID to signal, and the moment start.py exec'd the server."""
     app_dir = copy_app(run_dir)
+    if widened in SLOW_APP_IMPORT:
+        main = app_dir / "main.py"
+        main.write_text(SLOW_APP_IMPORT[widened] + main.read_text())
     env = server_env(server_name, workers, extra)
     server = Pid1Server(app_dir, env) if pid1 else Server(app_dir, env)
     servers.append(server)
@@ -213,9 +232,11 @@ def launch(servers: list, run_dir: Path, server_name: str, workers: int, extra: 
     return server, target, time.monotonic()
 
 
-def measure_start_up(servers: list, run_dir: Path, server_name: str, workers: int, extra: dict[str, str], pid1: bool):
+def measure_start_up(
+    servers: list, run_dir: Path, server_name: str, workers: int, extra: dict[str, str], pid1: bool, widened: str
+):
     """Seconds from the exec until every worker has answered; the server then stops cleanly."""
-    server, target, execed = launch(servers, run_dir, server_name, workers, extra, pid1)
+    server, target, execed = launch(servers, run_dir, server_name, workers, extra, pid1, widened)
     seen = wait_until_workers_serve(server.url("/pid"), workers, deadline_s=30)
     serving = time.monotonic() - execed
     assert len(seen) == workers, server.output()[-3000:]
@@ -237,10 +258,17 @@ def measure_start_up(servers: list, run_dir: Path, server_name: str, workers: in
 
 
 def sigterm_after(
-    servers: list, run_dir: Path, server_name: str, workers: int, extra: dict[str, str], pid1: bool, delay: float
+    servers: list,
+    run_dir: Path,
+    server_name: str,
+    workers: int,
+    extra: dict[str, str],
+    pid1: bool,
+    widened: str,
+    delay: float,
 ) -> dict:
     """Start the server, SIGTERM it `delay` s after the exec; what happened."""
-    server, target, execed = launch(servers, run_dir, server_name, workers, extra, pid1)
+    server, target, execed = launch(servers, run_dir, server_name, workers, extra, pid1, widened)
     time.sleep(max(0.0, execed + delay - time.monotonic()))
     tree = descendants(server.pid)
     signalled = time.monotonic()
@@ -294,18 +322,18 @@ def test_sigterm_at_any_moment_of_the_start_up_stops_the_server(
     if pid1 and not pid_namespaces_work():
         pytest.skip("cannot create a PID namespace here (unshare --pid needs root or user namespaces)")
     extra: dict[str, str] = {}
-    if widened:
+    if widened in WIDENING:
         variable, template, default, delay = WIDENING[widened]
         conf = tmp_path / f"{widened.replace('-', '_')}_conf.py"
         conf.write_text(template.format(default=str(REPO / default), delay=delay))
         extra[variable] = str(conf)
-    window = measure_start_up(servers, tmp_path / "calibration", server_name, workers, extra, pid1)
+    window = measure_start_up(servers, tmp_path / "calibration", server_name, workers, extra, pid1, widened)
     delays = spread(window)
     results = []
     for round_number in range(ROUNDS):
         for number, delay in enumerate(delays):
             run_dir = tmp_path / f"round{round_number}-{number:03d}"
-            results.append(sigterm_after(servers, run_dir, server_name, workers, extra, pid1, delay))
+            results.append(sigterm_after(servers, run_dir, server_name, workers, extra, pid1, widened, delay))
 
     lost = [r for r in results if r["exit_s"] is None]
     left_behind = [r for r in results if r["left"]]

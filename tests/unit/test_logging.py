@@ -180,6 +180,15 @@ def test_granian_access_lines_read_like_the_other_servers(tmp_path, query, line)
     assert text.endswith(f" INFO granian.access [{os.getpid()}] 127.0.0.1 - {line}")
 
 
+def test_granian_tracebacks_inside_messages_become_the_exception_field():
+    message = "Application callable raised an exception\nTraceback (most recent call last):\n  File x\nValueError: no"
+    entry = json.loads(start.json_formatter().format(record("_granian.utils", message, None, logging.ERROR)))
+    assert entry["message"] == "Application callable raised an exception"
+    assert entry["exception"] == "Traceback (most recent call last):\n  File x\nValueError: no"
+    other = json.loads(start.json_formatter().format(record("app", message, None, logging.ERROR)))
+    assert other["message"] == message and "exception" not in other  # only Granian's records are read so
+
+
 def test_json_records_carry_exceptions_on_one_line():
     try:
         raise ValueError("broken\nacross lines")

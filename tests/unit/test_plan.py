@@ -111,7 +111,7 @@ def test_gunicorn_with_the_default_config_beside_start(app_dir, tmp_path_factory
     ]
     # the config file gets the finished options instead of planning again
     [options_path] = [path for path in result.files if "/options-" in path]
-    assert result.env == {"ASGI_START_OPTIONS": options_path}
+    assert result.env == {"ASGI_START_OPTIONS": options_path, start.FORK_GUARD_VARIABLE: "1"}
     options = json.loads(result.files[options_path])
     assert options["workers"] == 2 and options["bind"] == ["0.0.0.0:80"]
     assert options["worker_class"] == "uvicorn_worker.UvicornWorker" and "logconfig_dict" in options
