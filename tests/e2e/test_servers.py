@@ -263,7 +263,8 @@ def test_server_exit_status_is_propagated(tmp_path):
 # The exit status of the server start.py became, for an app it cannot load (one worker: see above).
 # Hypercorn 0.18 exits 0 (its bug, README); Granian's workers fail, and it stops: it takes the same
 # worker failing twice in a row for a crash loop, even with --respawn-failed-workers.
-APP_LOAD_FAILURE_STATUS = {"gunicorn": 4, "uvicorn": 3, "hypercorn": 0, "granian": 1}
+# Uvicorn exits 3 (its STARTUP_FAILURE); the older Uvicorn pip resolves for Python 3.9 exits 1.
+APP_LOAD_FAILURE_STATUS = {"gunicorn": {4}, "uvicorn": {3, 1}, "hypercorn": {0}, "granian": {1}}
 
 
 @pytest.mark.parametrize("server_name", SERVERS)
@@ -282,7 +283,7 @@ def test_app_that_cannot_load_gives_the_servers_exit_status(tmp_path, server_nam
         timeout=60,
         check=False,
     )
-    assert result.returncode == APP_LOAD_FAILURE_STATUS[server_name], result.stderr[-2000:]
+    assert result.returncode in APP_LOAD_FAILURE_STATUS[server_name], result.stderr[-2000:]
     assert time.monotonic() - began < 30  # no restart loop
     assert "main:missing" in result.stdout + result.stderr
 
