@@ -21,14 +21,10 @@ SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian")
 
 
 def granian_usable() -> bool:
-    """Whether this interpreter has a Granian start.py accepts (2.6 or newer)."""
-    import importlib.metadata
+    """Whether this interpreter has a Granian start.py accepts (2.6 or newer), as start.py reads its version."""
+    import start
 
-    try:
-        version = importlib.metadata.version("granian")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) >= (2, 6)
+    return start.installed_version("granian") >= (2, 6)
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
