@@ -72,8 +72,6 @@ PACKAGE_OF_MODULE = {
     "rloop": "rloop",
     "watchfiles": "'granian[reload]'",
 }
-# The key under which the options name Gunicorn's hooks, and why each is there.
-HOOKS_KEY = "asgi_start_hooks"
 # Hooks a setting asked for, said in a warning when no config file can carry them (the
 # post_fork hook is always set, and its absence without a config file is documented).
 HOOK_PURPOSE = {"child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR"}
@@ -558,7 +556,7 @@ def granian_ignore_patterns(globs: list[str]) -> list[str]:
 # fmt: off
 VARIABLES = (
     Var("SERVER", parse_server, "gunicorn", "`gunicorn` (Gunicorn master, Uvicorn workers), `uvicorn` (Uvicorn alone, its own `--workers` manager), `hypercorn` or `granian`", APP, aliases=("PROCESS_MANAGER",)),
-    Var("APP_MODULE", parse_app_module, None, "the `module:attribute` to serve, or `module:factory()` to serve what a factory without arguments returns; the module must exist on disk", APP, shown="`MODULE_NAME:VARIABLE_NAME`"),
+    Var("APP_MODULE", parse_app_module, None, "the `module:attribute` to serve, or `module:factory()` to serve what a factory without arguments returns; the module must exist on disk", APP, shown="`MODULE_NAME:VARIABLE_NAME`", aliases=("UVICORN_APP",)),
     Var("MODULE_NAME", parse_module_name, None, "module holding the app", APP, shown="`app.main` if `app/main.py` exists, else `main` if `main.py` exists"),
     Var("VARIABLE_NAME", parse_attribute_name, "app", "attribute holding the ASGI app", APP),
     Var("WITH_RELOAD", parse_bool, "false", "development: one process, restart on code change (Uvicorn’s reloader for gunicorn/uvicorn, the server’s own for hypercorn and granian; granian needs `granian[reload]`)", APP),
@@ -571,9 +569,9 @@ VARIABLES = (
         to={"uvicorn": To(flag="--reload-delay"), "granian": To(flag="--reload-tick", convert=granian_reload_tick, note="in ms, 0.05–5 s")}),
     Var("ROOT_PATH", parse_root_path, None, "the path prefix a proxy strips before the app sees the request (`/api`); reaches the app as the ASGI scope’s `root_path`", APP,
         to={"uvicorn": To(flag="--root-path"), "hypercorn": To("root_path", "--root-path"), "granian": To(flag="--url-path-prefix")}, via={"gunicorn": "the launcher’s Uvicorn worker class"}),
-    Var("WEB_CONCURRENCY", parse_worker_count, None, "exact number of worker processes (1–4096); wins over the computed count and over `MAX_WORKERS`", WORKERS),
+    Var("WEB_CONCURRENCY", parse_worker_count, None, "exact number of worker processes (1–4096); wins over the computed count, not over `MAX_WORKERS`", WORKERS),
     Var("WORKERS_PER_CORE", parse_workers_per_core, "1", "workers per effective CPU (above 0, at most 64, fractions allowed)", WORKERS),
-    Var("MAX_WORKERS", parse_worker_count, None, "upper bound on the computed count (1–4096)", WORKERS),
+    Var("MAX_WORKERS", parse_worker_count, None, "upper bound on every count, `WEB_CONCURRENCY` included (1–4096)", WORKERS),
     Var("PYTHON_CPU_COUNT", parse_cpu_count, None, "overrides the effective CPU count (as in CPython 3.13)", WORKERS),
     Var("WORKER_MEMORY", parse_memory, None, "memory one worker needs (`256M`, `1G`, `512Mi`, or bytes; K/M/G are powers of 1024, as Docker reads them): the computed count is then at most the container’s memory limit ÷ this, at least 1", WORKERS),
     Var("HOST", parse_host, "0.0.0.0", "address inside the container", LISTEN),
@@ -635,9 +633,10 @@ class Settings:
     """The environment, parsed. `values` holds every variable by name; the attributes are
     the ones the launcher itself reads (one-to-one settings are read from `values`)."""
 
-    def __init__(self, values: Mapping[str, Any], given: Iterable[str] = ()) -> None:
+    def __init__(self, values: Mapping[str, Any], given: Iterable[str] = (), names: Mapping[str, str] = {}) -> None:
         self.values = dict(values)
         self.given = frozenset(given)  # names set in the environment (not defaults)
+        self.names = dict(names)  # the name each given variable was set under, where an alias was used
         self.server: str = values["SERVER"]
         self.app_module: str | None = values["APP_MODULE"]
         self.module_name: str | None = values["MODULE_NAME"]
@@ -679,6 +678,10 @@ class Settings:
         self.healthcheck_path: str = values["HEALTHCHECK_PATH"]
         self.prometheus_multiproc_dir: str | None = values["PROMETHEUS_MULTIPROC_DIR"]
 
+    def name_of(self, variable: str) -> str:
+        """The name the user set a variable under (an alias, say), for messages."""
+        return self.names.get(variable, variable)
+
     @property
     def tls(self) -> bool:
         return bool(self.certfile and self.keyfile)
@@ -710,17 +713,20 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
     first = len(collected)
     values: dict[str, Any] = {}
     given = []
+    names = {}
     for var in VARIABLES:
         raw, name = read_variable(var, environ, collected)
         if raw is not None:
             try:
                 values[var.name] = var.parse(raw)
                 given.append(var.name)
+                if name != var.name:
+                    names[var.name] = name
                 continue
             except ValueError as error:
                 collected.append(f"{name}={raw!r} is not valid; expected {error}")
         values[var.name] = None if var.default is None else var.parse(var.default)
-    settings = Settings(values, given)
+    settings = Settings(values, given, names)
     check_combinations(settings, collected)
     if dual_stack(settings):
         # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
@@ -1028,10 +1034,14 @@ def compute_workers(settings: Settings, cpus: CpuCount, memory_limit: int | None
         return 1, "1 worker (WITH_RELOAD runs one process)"
     if settings.web_concurrency:
         count = settings.web_concurrency
-        reason = f"{count} worker{'s' if count > 1 else ''} = WEB_CONCURRENCY"
         if settings.max_workers and count > settings.max_workers:
-            reason += f" (exact; MAX_WORKERS {settings.max_workers} caps only the computed count)"
-        return count, reason
+            # both old images read MAX_WORKERS as "at most", whatever asked for more
+            count = settings.max_workers
+            return (
+                count,
+                f"{plural(count, 'worker')} = WEB_CONCURRENCY {settings.web_concurrency}, capped by MAX_WORKERS {count}",
+            )
+        return count, f"{plural(count, 'worker')} = WEB_CONCURRENCY"
     # A tiny epsilon keeps 0.29 × 100 from flooring to 28.
     product = int(settings.workers_per_core * cpus.count + 1e-9)
     count = max(product, 2)
@@ -1050,6 +1060,10 @@ def compute_workers(settings: Settings, cpus: CpuCount, memory_limit: int | None
     return count, f"{count} worker{'s' if count > 1 else ''} = {reason}"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def memory_budget(settings: Settings, memory_limit: int | None) -> int | None:
     """How many workers of WORKER_MEMORY fit in the memory limit (at least 1); None when either is unknown."""
     if not settings.worker_memory or not memory_limit:
@@ -1063,12 +1077,19 @@ def memory_words(settings: Settings, memory_limit: int | None) -> str:
 
 def worker_warnings(settings: Settings, workers: int, memory_limit: int | None) -> list[str]:
     """What the user asked for that the machine may not hold: said once, before the server starts."""
+    if not settings.web_concurrency or settings.with_reload:
+        return []
+    warnings = []
+    if workers < settings.web_concurrency:
+        warnings.append(
+            f"WEB_CONCURRENCY={settings.web_concurrency} is above MAX_WORKERS={workers}; starting {workers}"
+        )
     budget = memory_budget(settings, memory_limit)
-    if settings.web_concurrency and not settings.with_reload and budget is not None and workers > budget:
-        return [
+    if budget is not None and workers > budget:
+        warnings.append(
             f"WEB_CONCURRENCY={workers} exceeds the memory budget ({memory_words(settings, memory_limit)} = {budget}); starting {workers} as asked"
-        ]
-    return []
+        )
+    return warnings
 
 
 def module_search_path(app_dir: str) -> list[str]:
@@ -1245,6 +1266,8 @@ GRANIAN_ACCESS_FORMAT = '%(addr)s - "%(method)s %(path)s %(protocol)s" %(status)
 
 # `_granian` is Granian's main logger; its workers log as `_granian.serve` and `_granian.utils`.
 ERROR_LOGGERS = ("gunicorn.error", "uvicorn", "hypercorn.error", "_granian")
+# The error loggers whose level the server sets itself, from its `loglevel` setting.
+SELF_LEVELLED_LOGGERS = ("gunicorn.error", "hypercorn.error")
 
 
 def to_json(value: Any, indent: int | None = None, sort_keys: bool = False, _depth: int = 0) -> str:
@@ -1319,6 +1342,11 @@ def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
     loggers: dict[str, Any] = {
         name: {"level": level, "handlers": ["error"], "propagate": False} for name in ERROR_LOGGERS
     }
+    for name in SELF_LEVELLED_LOGGERS:
+        # The server sets this logger's level from its own `loglevel` (LOG_LEVEL unless GUNICORN_CMD_ARGS
+        # or the user's config file says otherwise) just before it applies this dictionary; a level here
+        # would overrule theirs. Uvicorn's worker under Gunicorn copies gunicorn.error's level.
+        del loggers[name]["level"]
     # The access log is its own switch (ACCESS_LOG), whatever LOG_LEVEL says; without a
     # handler and without propagation, Uvicorn does not even build the record.
     loggers.update(
@@ -1341,14 +1369,6 @@ def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
         config.setdefault("filters", {})["request_line"] = {"()": f"{RUNTIME_MODULE}.granian_request_line_filter"}
         loggers["granian.access"]["filters"] = ["request_line"]
     return config
-
-
-def log_handler(target: str | None, stream: str) -> dict[str, Any]:
-    if target is None:
-        return {"class": "logging.NullHandler"}
-    if target == "-":
-        return {"class": "logging.StreamHandler", "formatter": "asgi_start", "stream": stream}
-    return {"class": "logging.FileHandler", "formatter": "asgi_start", "filename": target}
 
 
 def log_target(value: str, facts: Facts) -> str | None:
@@ -1450,7 +1470,9 @@ def find_app_module(settings: Settings, facts: Facts, problems: list[str]) -> st
     if settings.app_module:
         module = settings.app_module.partition(":")[0]
         if not module_exists(module, facts.search_path):
-            problems.append(f"APP_MODULE={settings.app_module!r}: module {module!r} not found in {where}")
+            problems.append(
+                f"{settings.name_of('APP_MODULE')}={settings.app_module!r}: module {module!r} not found in {where}"
+            )
         return settings.app_module
     if settings.module_name:
         if not module_exists(settings.module_name, facts.search_path):
@@ -1484,6 +1506,83 @@ def find_config_file(
             return facts.path(candidate)
     beside_start = os.path.join(facts.start_dir, default_name)
     return beside_start if os.path.isfile(beside_start) else None
+
+
+def users_config(config_file: str | None, default_name: str, facts: Facts) -> str | None:
+    """The config file as a location (`file:PATH`, `python:MODULE` or `toml:PATH`) when it is the user's own,
+    None when there is none or it is start.py's default, which reads the options start.py hands over (also
+    when it is not beside start.py: the old images kept their default where users now put their own)."""
+    if config_file is None:
+        return None
+    if config_file.startswith(("file:", "python:")):
+        location = config_file
+    else:  # a bare path: Python to Gunicorn; TOML to Hypercorn, which needs `file:` for Python (see plan_hypercorn)
+        location = ("toml:" if default_name == "hypercorn_conf.py" else "file:") + config_file
+    kind, _, where = location.partition(":")
+    path = module_origin(where, facts.search_path) if kind == "python" else where
+    text = _read(path) if path else None
+    return None if text is not None and OPTIONS_VARIABLE in text else location
+
+
+# What start.py reads, without running it, from a config file of the user's own: what it reports
+# (the worker class, the listeners and the worker count that will really run).
+CONFIG_FILE_REPORTS = ("worker_class", "bind", "workers")
+
+
+def config_assignments(
+    location: str, facts: Facts, problems: list[str], variable: str, given: str | None
+) -> dict[str, Any]:
+    """Which of CONFIG_FILE_REPORTS the user's config file sets, read without running it (the server runs
+    it, once): each to the value the file writes as a literal, else to the words `set by LOCATION`."""
+    kind, _, where = location.partition(":")
+    path = module_origin(where, facts.search_path) if kind == "python" else where
+    text = _read(path) if path else None
+    if path is None or text is None:
+        return {}  # reported by find_config_file, or the server's to report
+    computed = f"set by {location}"
+    named = f"{variable}={given!r}: {path}" if given else f"{path} ({variable} unset: found in the app directory)"
+    if kind == "toml":
+        try:
+            import tomllib  # type: ignore[import-not-found,unused-ignore]  # novermin -- 3.11+
+        except ImportError:  # before 3.11 only the names are known
+            return {name: computed for name in CONFIG_FILE_REPORTS if f"\n{name}" in "\n" + text}
+        try:
+            table = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            problems.append(f"{named} is not valid TOML: {error}")
+            return {}
+        return {name: table[name] for name in CONFIG_FILE_REPORTS if name in table}
+    import ast
+
+    try:
+        tree = ast.parse(text, path)
+    except (SyntaxError, ValueError) as error:
+        line = getattr(error, "lineno", None)
+        problems.append(
+            f"{named} is not valid Python{f' (line {line})' if line else ''}: {getattr(error, 'msg', error)}"
+        )
+        return {}
+    assigned: dict[str, list[Any]] = {}
+    pending = list(tree.body)
+    while pending:  # module level, through if/try/with/for blocks, not into functions or classes
+        node = pending.pop()
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if getattr(target, "id", None) in CONFIG_FILE_REPORTS:
+                    assigned.setdefault(getattr(target, "id", ""), []).append(node)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                pending += getattr(node, field, None) or []
+    found: dict[str, Any] = {}
+    for name, [only, *more] in assigned.items():
+        found[name] = computed
+        if not more and only in tree.body and isinstance(only, ast.Assign):
+            try:
+                found[name] = ast.literal_eval(only.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue  # not a literal: computed
+    return found
 
 
 def find_prestart(settings: Settings, facts: Facts, problems: list[str]) -> list[str] | None:
@@ -1603,17 +1702,36 @@ UVICORN_WORKERS = {
 
 
 def gunicorn_worker_class(settings: Settings, facts: Facts, problems: list[str]) -> str:
-    """The worker class Gunicorn runs: WORKER_CLASS or Uvicorn's, and with ROOT_PATH the launcher's
+    """The worker class start.py gives Gunicorn: WORKER_CLASS or Uvicorn's, and with ROOT_PATH the launcher's
     subclass of it (Gunicorn and uvicorn-worker have no setting for the ASGI root_path)."""
-    worker_class = resolve_gunicorn_worker_class(settings, facts, problems)
-    if not settings.root_path:
+    return with_root_path(resolve_gunicorn_worker_class(settings, facts, problems), "WORKER_CLASS", settings, problems)
+
+
+def with_root_path(worker_class: str, source: str, settings: Settings, problems: list[str]) -> str:
+    if not settings.root_path or worker_class in UVICORN_WORKERS.values():
         return worker_class
     if worker_class not in UVICORN_WORKERS:
         problems.append(
-            f"ROOT_PATH under SERVER=gunicorn needs one of Uvicorn's worker classes, not WORKER_CLASS={worker_class!r}"
+            f"ROOT_PATH under SERVER=gunicorn needs one of Uvicorn's worker classes, not {worker_class!r} ({source})"
         )
         return worker_class
     return UVICORN_WORKERS[worker_class]
+
+
+def worker_class_in_args(raw: str | None) -> str | None:
+    """The worker class GUNICORN_CMD_ARGS names (-k X, -kX, --worker-class X, --worker-class=X), if any."""
+    if not raw or ("-k" not in raw and "--worker-class" not in raw):
+        return None
+    words = parse_server_args(raw)
+    found = None
+    for index, word in enumerate(words):
+        if word in ("-k", "--worker-class") and index + 1 < len(words):
+            found = words[index + 1]
+        elif word.startswith("--worker-class="):
+            found = word.partition("=")[2]
+        elif word.startswith("-k") and not word.startswith("--"):
+            found = word[2:]
+    return found
 
 
 def resolve_gunicorn_worker_class(settings: Settings, facts: Facts, problems: list[str]) -> str:
@@ -1795,6 +1913,7 @@ class Launch:
         self.worker_class: str | None = None
         self.prebind: str | None = None
         self.warnings: list[str] = []
+        self.file_sets: dict[str, Any] = {}  # what the user's own config file sets of CONFIG_FILE_REPORTS
 
 
 def gunicorn_hooks(settings: Settings) -> dict[str, str]:
@@ -1818,6 +1937,24 @@ def config_file_options(server: str, settings: Settings, facts: Facts, options: 
     return config
 
 
+def with_users_config(
+    config: dict[str, Any], users: str, over: dict[str, Any], root_path_workers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The options, with what layered_config needs to lay the user's config file over them."""
+    config[USERS_CONFIG_KEY] = users
+    if over:
+        config[OVER_USERS_KEY] = over
+    if root_path_workers:
+        config[ROOT_PATH_WORKERS_KEY] = root_path_workers
+    return config
+
+
+def layered_config_file(facts: Facts) -> str:
+    """The config file the server is given when the user has one of their own (see layered_config);
+    written with the runtime module (prepare_runtime)."""
+    return os.path.join(facts.runtime_dir, LAYERED_CONFIG_NAME)
+
+
 def hand_over_options(facts: Facts, config: dict[str, Any], launch: Launch) -> None:
     """Give the config file the finished options, so that it translates them instead of planning again."""
     content = to_json(config, indent=1, sort_keys=True)
@@ -1830,8 +1967,26 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     require_installed("gunicorn", facts, "SERVER=gunicorn", problems)
     worker_class = gunicorn_worker_class(settings, facts, problems)
     config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts, problems)
+    users = users_config(config_file, "gunicorn_conf.py", facts)
     launch = Launch([sys.executable, "-m", "gunicorn"])
-    launch.config_file, launch.worker_class = config_file, worker_class
+    launch.config_file = config_file
+    launch.file_sets = (
+        config_assignments(users, facts, problems, "GUNICORN_CONF", settings.gunicorn_conf) if users else {}
+    )
+    # The class that will run: GUNICORN_CMD_ARGS's (Gunicorn reads them last), else WORKER_CLASS, else the
+    # user's config file's, else start.py's. With ROOT_PATH, the launcher's subclass of a Uvicorn class;
+    # one named in GUNICORN_CMD_ARGS gets it on the command line, which Gunicorn reads after them.
+    in_args = worker_class_in_args(settings.gunicorn_cmd_args)
+    if in_args:
+        launch.worker_class = with_root_path(in_args, "GUNICORN_CMD_ARGS", settings, problems)
+        if launch.worker_class != in_args:
+            launch.argv += ["--worker-class", launch.worker_class]
+    elif users and not settings.worker_class and "worker_class" in launch.file_sets:
+        in_file = launch.file_sets["worker_class"]
+        computed = not isinstance(in_file, str) or in_file.startswith("set by ")
+        launch.worker_class = str(in_file) if computed else with_root_path(in_file, users, settings, problems)
+    else:
+        launch.worker_class = worker_class
     # a worker forked while a stop signal is on its way starts with the default action, as under Granian
     launch.env[FORK_GUARD_VARIABLE] = "1"
     options = gunicorn_options(settings, facts, app.workers, worker_class)
@@ -1840,8 +1995,14 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
         problems.append(
             f"FORWARDED_ALLOW_IPS={trusted!r}: Gunicorn before 24 takes addresses only, not networks; list the addresses"
         )
-    if config_file:
-        # A user's own config (or GUNICORN_CMD_ARGS) can still override any setting.
+    if users:
+        launch.argv += ["--config", layered_config_file(facts)]
+        config = config_file_options("gunicorn", settings, facts, options)
+        over = {"worker_class": worker_class} if settings.worker_class else {}
+        root_path_workers = dict(UVICORN_WORKERS) if settings.root_path else {}
+        hand_over_options(facts, with_users_config(config, users, over, root_path_workers), launch)
+    elif config_file:
+        # start.py's default: it sets the options handed over; GUNICORN_CMD_ARGS can still override any.
         launch.argv += ["--config", config_file]
         hand_over_options(facts, config_file_options("gunicorn", settings, facts, options), launch)
     else:
@@ -1906,7 +2067,17 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     launch = Launch([sys.executable, "-m", "hypercorn"])
     launch.config_file, launch.worker_class = config_file, worker_class
     options = hypercorn_options(settings, facts, app.workers)
-    if config_file:
+    users = users_config(config_file, "hypercorn_conf.py", facts)
+    if users:
+        # start.py's options, the user's file over them, WORKER_CLASS when set over that (see layered_config)
+        launch.file_sets = config_assignments(users, facts, problems, "HYPERCORN_CONF", settings.hypercorn_conf)
+        if not settings.worker_class:
+            launch.worker_class = str(launch.file_sets.get("worker_class", worker_class))
+        launch.argv += ["--config", "file:" + layered_config_file(facts)]
+        config = config_file_options("hypercorn", settings, facts, options)
+        over = {"worker_class": worker_class} if settings.worker_class else {}
+        hand_over_options(facts, with_users_config(config, users, over), launch)
+    elif config_file:
         launch.argv += ["--config", config_file]
         hand_over_options(facts, config_file_options("hypercorn", settings, facts, options), launch)
     else:
@@ -2010,6 +2181,16 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
     launch = PLANNERS[server](settings, facts, App(app_module, workers, log_file, arguments), collected)
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
+    bind = binds(settings) + (insecure_binds(settings) + (settings.quic_bind or []) if server == "hypercorn" else [])
+    if "bind" in launch.file_sets:  # the user's config file wins
+        given = launch.file_sets["bind"]
+        bind = [given] if isinstance(given, str) else [str(address) for address in given]
+    if "workers" in launch.file_sets:
+        given = launch.file_sets["workers"]
+        if isinstance(given, int) and given > 0:
+            workers, reason = given, f"{plural(given, 'worker')} = {launch.config_file} (start.py's rule: {workers})"
+        else:
+            reason = f"{given} (start.py's rule: {reason})"
     return Plan(
         server=server,
         requested_server=settings.server,
@@ -2019,7 +2200,7 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
         workers=workers,
         workers_reason=reason,
         cpus=facts.cpus,
-        bind=binds(settings) + (insecure_binds(settings) + (settings.quic_bind or []) if server == "hypercorn" else []),
+        bind=bind,
         config_file=launch.config_file,
         prestart=prestart,
         reload=settings.with_reload,
@@ -2217,13 +2398,33 @@ SITECUSTOMIZE = (
 )
 
 
+# The config file the server is given when the user has one of their own: start.py's options, then theirs.
+LAYERED_BEGIN = "# >>> the layered config file"
+LAYERED_END = "# <<< the layered config file"
+LAYERED_CONFIG_HEADER = (
+    '"""asgi-start: start.py\'s options, then your own config file over them; written by start.py. Do not edit."""\n\n'
+    "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
+    "    from collections.abc import Mapping\n    from typing import Any\n\n"
+)
+LAYERED_CONFIG_FOOTER = "\n_settings_only(globals())\n"
+LAYERED_CONFIG_NAME = "layered_config.py"
+
+
 def runtime_module_source() -> str:
-    """The last section of this file, as the module `asgi_start`."""
+    """The section of this file that runs inside the servers, as the module `asgi_start`."""
+    return RUNTIME_MODULE_HEADER + section_of_this_file(SERVER_SIDE_BEGIN, SERVER_SIDE_END)
+
+
+def layered_config_source() -> str:
+    return LAYERED_CONFIG_HEADER + section_of_this_file(LAYERED_BEGIN, LAYERED_END) + LAYERED_CONFIG_FOOTER
+
+
+def section_of_this_file(begin_marker: str, end_marker: str) -> str:
     with open(launcher_path(), encoding="utf-8") as file:
         text = file.read()
-    begin = text.index("\n" + SERVER_SIDE_BEGIN + "\n")
-    end = text.index("\n" + SERVER_SIDE_END + "\n", begin)
-    return RUNTIME_MODULE_HEADER + text[begin + 1 : end + 1]
+    begin = text.index("\n" + begin_marker + "\n")
+    end = text.index("\n" + end_marker + "\n", begin)
+    return text[begin + 1 : end + 1]
 
 
 def write_if_changed(path: str, content: str) -> bool:
@@ -2292,6 +2493,7 @@ def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
         for name, source in (
             (module, runtime_module_source()),
             (os.path.join(directory, "sitecustomize.py"), SITECUSTOMIZE),
+            (os.path.join(directory, LAYERED_CONFIG_NAME), layered_config_source()),
         ):
             write_if_changed(name, source)
             write_bytecode(name, source)
@@ -2591,6 +2793,14 @@ TEXT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access", "granian.access")
 
 _LOG_CLASSES: dict[str, Any] = {}
+
+
+def log_handler(target: str | None, stream: str) -> dict[str, Any]:
+    if target is None:
+        return {"class": "logging.NullHandler"}
+    if target == "-":
+        return {"class": "logging.StreamHandler", "formatter": "asgi_start", "stream": stream}
+    return {"class": "logging.FileHandler", "formatter": "asgi_start", "filename": target}
 
 
 def json_formatter(**_: Any) -> Any:
@@ -3146,6 +3356,132 @@ def one_line(message: str) -> str:
 
 
 # <<< inside the servers
+
+
+# --------------------------------------------------------------------------
+# The layered config file. Everything from the marker below to the end marker
+# is written out as the config file the server is given when the user has one
+# of their own (see layered_config_file); only the server's main process runs
+# it. It must stand alone, like the section above, and uses that section as
+# the module `asgi_start`.
+# --------------------------------------------------------------------------
+
+# >>> the layered config file
+# Keys of the options start.py hands a config file: Gunicorn's hooks by function name; the user's own
+# config file; what must win over it; the launcher's Uvicorn worker classes that carry ROOT_PATH.
+HOOKS_KEY = "asgi_start_hooks"
+USERS_CONFIG_KEY = "asgi_start_users_config"
+OVER_USERS_KEY = "asgi_start_over_users_config"
+ROOT_PATH_WORKERS_KEY = "asgi_start_root_path_workers"
+
+
+def layered_config() -> dict[str, Any]:
+    """The settings of the config file start.py names when the user has one of their own.
+
+    Their file sits where the old images' did, over start.py's options: what it
+    sets wins (bind, workers, timeouts, log level and destinations, its own
+    logging configuration, a worker class), and the rest of start.py's settings
+    still apply, as the old images' start scripts passed theirs around the
+    user's file. Over their file: WORKER_CLASS when set (tiangolo's `-k`), and
+    ROOT_PATH's subclass of whichever Uvicorn worker class their file names.
+    start.py's Gunicorn hooks run before theirs of the same name, so that
+    booting workers still stop at once and dead workers still leave the metrics.
+    """
+    import importlib
+    import json
+
+    runtime: Any = importlib.import_module("asgi_start")  # the hooks and the log handlers are its
+    with open(os.environ["ASGI_START_OPTIONS"], encoding="utf-8") as file:
+        options = json.load(file)
+    location = options.pop(USERS_CONFIG_KEY)
+    over = options.pop(OVER_USERS_KEY, {})
+    root_path_workers = options.pop(ROOT_PATH_WORKERS_KEY, {})
+    hooks = {hook: getattr(runtime, function) for hook, function in options.pop(HOOKS_KEY, {}).items()}
+    theirs = _load_users_config(location)
+    if any(theirs.get(key) for key in ("logconfig", "logconfig_dict", "logconfig_json")):
+        options.pop("logconfig_dict", None)  # their logging configuration replaces start.py's
+    elif "logconfig_dict" in options:
+        _follow_users_log_destinations(options["logconfig_dict"], theirs, runtime)
+    for hook, ours in hooks.items():
+        if callable(theirs.get(hook)) and theirs[hook] is not ours:
+            theirs[hook] = _both_hooks(ours, theirs[hook])
+    settings = {**options, **hooks, **theirs, **over}
+    worker_class = settings.get("worker_class")
+    if root_path_workers and isinstance(worker_class, str) and worker_class not in root_path_workers.values():
+        if worker_class not in root_path_workers:
+            import sys
+
+            sys.stderr.write(
+                f"asgi-start: error: ROOT_PATH under SERVER=gunicorn needs one of Uvicorn's worker classes, not {worker_class!r} ({location})\n"
+            )
+            raise SystemExit(2)
+        settings["worker_class"] = root_path_workers[worker_class]
+    return settings
+
+
+def _load_users_config(location: str) -> dict[str, Any]:
+    """The names a config file sets, loaded as its server would: `file:PATH`, `python:MODULE[.OBJECT]`, `toml:PATH`."""
+    kind, _, where = location.partition(":")
+    if kind == "toml":  # Hypercorn's own reader (tomllib, or tomli before Python 3.11); what it set is
+        import importlib  # in the instance, a property's value under its underscored name
+
+        config_class = importlib.import_module("hypercorn.config").Config
+        read = vars(config_class.from_toml(where))
+        return {
+            key[1:] if key[:1] == "_" and isinstance(getattr(config_class, key[1:], None), property) else key: value
+            for key, value in read.items()
+        }
+    if kind == "python":
+        import importlib
+
+        try:
+            namespace = vars(importlib.import_module(where))
+        except ImportError:  # Hypercorn's `python:module.object`
+            module, _, name = where.rpartition(".")
+            instance = getattr(importlib.import_module(module), name)
+            namespace = {key: getattr(instance, key) for key in dir(instance)}
+    else:
+        import runpy
+
+        namespace = runpy.run_path(where, run_name="__config__")
+    return {key: value for key, value in namespace.items() if not key.startswith("__") and type(value) is not type(os)}
+
+
+def _both_hooks(ours: Any, theirs: Any) -> Any:
+    def hook(server: Any, worker: Any) -> Any:
+        ours(server, worker)
+        return theirs(server, worker)
+
+    return hook
+
+
+def _follow_users_log_destinations(config: dict[str, Any], theirs: Mapping[str, Any], runtime: Any) -> None:
+    """Their errorlog and accesslog say where records go; start.py's dictionary still says how they look."""
+    for setting, handler, stream, loggers in (
+        ("errorlog", "error", "ext://sys.stderr", ()),
+        ("accesslog", "access", "ext://sys.stdout", runtime.ACCESS_LOGGERS),
+    ):
+        if setting not in theirs:
+            continue
+        target = theirs[setting]
+        filters = config["handlers"].get(handler, {}).get("filters")
+        config["handlers"][handler] = runtime.log_handler(target if isinstance(target, str) else None, stream)
+        if filters:
+            config["handlers"][handler]["filters"] = filters
+        for name in loggers:
+            config["loggers"][name]["handlers"] = [handler] if isinstance(target, str) else []
+
+
+def _settings_only(namespace: dict[str, Any]) -> None:
+    """Leave only the settings in the config file's namespace: Hypercorn copies every name into its
+    Config and pickles that for its spawned workers, which functions of this file would not survive."""
+    settings = layered_config()
+    for name in [name for name in namespace if not name.startswith("__")]:
+        del namespace[name]
+    namespace.update(settings)
+
+
+# <<< the layered config file
 
 
 def run_source_if_bytecode_is_stale(argv: Sequence[str]) -> None:

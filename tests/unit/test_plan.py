@@ -10,6 +10,11 @@ import pytest
 
 import start
 
+REPO = Path(start.__file__).resolve().parent
+# start.py's own default config files, as the image puts them beside start.py
+DEFAULT_GUNICORN_CONF = (REPO / "gunicorn_conf.py").read_text()
+DEFAULT_HYPERCORN_CONF = (REPO / "hypercorn_conf.py").read_text()
+
 ALL_INSTALLED = frozenset(
     {"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "granian", "watchfiles", "uvloop", "rloop", "trio"}
 )
@@ -98,7 +103,7 @@ def test_plan_problems_are_collected_together(tmp_path):
 
 def test_gunicorn_with_the_default_config_beside_start(app_dir, tmp_path_factory):
     start_dir = tmp_path_factory.mktemp("image-root")
-    (start_dir / "gunicorn_conf.py").write_text("")
+    (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
     result = plan(app_dir, {}, extra=["--preload"], start_dir=start_dir)
     assert result.argv == [
         sys.executable,
@@ -118,9 +123,22 @@ def test_gunicorn_with_the_default_config_beside_start(app_dir, tmp_path_factory
     assert result.worker_class == "uvicorn_worker.UvicornWorker"
 
 
+def test_a_replaced_default_is_the_users_own(app_dir, tmp_path_factory):
+    """tiangolo's users replaced the image's /gunicorn_conf.py; a file there that does not read start.py's
+    options is laid over them like any other file of the user's."""
+    start_dir = tmp_path_factory.mktemp("image-root")
+    (start_dir / "gunicorn_conf.py").write_text('bind = "0.0.0.0:8080"\n')
+    result = plan(app_dir, {}, start_dir=start_dir)
+    assert result.config_file == str(start_dir / "gunicorn_conf.py")
+    assert result.argv[3:5] == ["--config", f"{result.runtime_dir}/layered_config.py"]  # see prepare_runtime
+    options = json.loads(result.files[result.env["ASGI_START_OPTIONS"]])
+    assert options["asgi_start_users_config"] == f"file:{start_dir / 'gunicorn_conf.py'}"
+    assert result.bind == ["0.0.0.0:8080"] and result.worker_class == "uvicorn_worker.UvicornWorker"
+
+
 def test_gunicorn_config_in_the_app_directory_wins(app_dir, tmp_path_factory):
     start_dir = tmp_path_factory.mktemp("image-root")
-    (start_dir / "gunicorn_conf.py").write_text("")
+    (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
     (app_dir / "app").mkdir()
     (app_dir / "app/gunicorn_conf.py").write_text("")
     assert plan(app_dir, {}, start_dir=start_dir).config_file == str(app_dir / "app/gunicorn_conf.py")
@@ -313,7 +331,7 @@ def test_reload_runs_uvicorn_with_one_process(app_dir):
 
 def test_hypercorn_with_config_file(app_dir, tmp_path_factory):
     start_dir = tmp_path_factory.mktemp("image-root")
-    (start_dir / "hypercorn_conf.py").write_text("")
+    (start_dir / "hypercorn_conf.py").write_text(DEFAULT_HYPERCORN_CONF)
     result = plan(app_dir, {"SERVER": "hypercorn"}, start_dir=start_dir)
     assert result.argv == [
         sys.executable,
@@ -477,7 +495,7 @@ def test_only_prometheus_client_files_are_removed(tmp_path, name, is_metric):
 
 def test_gunicorn_marks_dead_workers_through_its_config_file(app_dir, tmp_path_factory):
     start_dir = tmp_path_factory.mktemp("image-root")
-    (start_dir / "gunicorn_conf.py").write_text("")
+    (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
     result = plan(app_dir, {"PROMETHEUS_MULTIPROC_DIR": "metrics"}, start_dir=start_dir)
     options = json.loads(result.files[result.env["ASGI_START_OPTIONS"]])
     assert options["asgi_start_hooks"] == {"post_fork": "gunicorn_post_fork", "child_exit": "gunicorn_child_exit"}

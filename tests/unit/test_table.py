@@ -256,3 +256,20 @@ def test_generated_files_of_two_configurations_never_share_a_name(tmp_path):
         )
         names.append(set(json.loads(result.stdout)["files"]))
     assert names[0] and names[1] and not names[0] & names[1]
+
+
+def test_the_layered_config_file_stands_alone(tmp_path):
+    """The config file written for a user's own config file: its own names only, and nothing but settings
+    left in its namespace (Hypercorn pickles every name of it for its spawned workers)."""
+    source = start.layered_config_source()
+    assert source.startswith(start.LAYERED_CONFIG_HEADER) and source.endswith(start.LAYERED_CONFIG_FOOTER)
+    assert "def parse_settings" not in source and "def json_formatter" not in source
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff is not installed beside this interpreter (the Python 3.9 image run)")
+    written = tmp_path / "layered_config.py"
+    written.write_text(source)
+    check = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--select", "F821,F401,F811", str(written)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout

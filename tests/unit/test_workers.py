@@ -27,7 +27,8 @@ def workers(cpus: int, source: str = "CPU affinity", **env: str) -> tuple[int, s
         (1, {"MAX_WORKERS": "1"}, 1),  # the cap applies after the minimum of 2
         (4, {"WEB_CONCURRENCY": "3"}, 3),
         (4, {"WEB_CONCURRENCY": "1"}, 1),
-        (4, {"WEB_CONCURRENCY": "9", "MAX_WORKERS": "2"}, 9),  # exact beats the cap
+        (4, {"WEB_CONCURRENCY": "9", "MAX_WORKERS": "2"}, 2),  # MAX_WORKERS caps WEB_CONCURRENCY too
+        (4, {"WEB_CONCURRENCY": "2", "MAX_WORKERS": "9"}, 2),
         (4, {"WEB_CONCURRENCY": "9", "WITH_RELOAD": "true"}, 1),  # reload is one process
         (4, {"WITH_RELOAD": "true"}, 1),
     ],
@@ -43,8 +44,9 @@ def test_reason_says_where_the_number_came_from():
     assert workers(1)[1] == "2 workers = 1 CPU (CPU affinity) × WORKERS_PER_CORE 1, raised to the minimum of 2"
     assert workers(16, MAX_WORKERS="4")[1].endswith(", capped by MAX_WORKERS 4")
     assert workers(4, WEB_CONCURRENCY="9", MAX_WORKERS="2")[1] == (
-        "9 workers = WEB_CONCURRENCY (exact; MAX_WORKERS 2 caps only the computed count)"
+        "2 workers = WEB_CONCURRENCY 9, capped by MAX_WORKERS 2"
     )
+    assert workers(4, WEB_CONCURRENCY="1", MAX_WORKERS="2")[1] == "1 worker = WEB_CONCURRENCY"
     assert workers(4, WITH_RELOAD="1")[1] == "1 worker (WITH_RELOAD runs one process)"
 
 
@@ -131,3 +133,11 @@ def test_web_concurrency_beyond_the_memory_budget_is_started_with_a_warning():
         start.worker_warnings(start.parse_settings({"WEB_CONCURRENCY": "2", "WORKER_MEMORY": "200M"}), 2, 512 * MiB)
         == []
     )
+
+
+def test_max_workers_lowering_web_concurrency_is_said_once():
+    settings = start.parse_settings({"WEB_CONCURRENCY": "6", "MAX_WORKERS": "2"})
+    count, _ = start.compute_workers(settings, start.CpuCount(4, "test"))
+    assert start.worker_warnings(settings, count, None) == ["WEB_CONCURRENCY=6 is above MAX_WORKERS=2; starting 2"]
+    unchanged = start.parse_settings({"WEB_CONCURRENCY": "2", "MAX_WORKERS": "2"})
+    assert start.worker_warnings(unchanged, 2, None) == []
