@@ -553,6 +553,13 @@ def granian_ignore_patterns(globs: list[str]) -> list[str]:
     return ["^" + fnmatch.translate(glob) for glob in globs]
 
 
+# Variables of the images start.py replaces that it does not read, and what to use instead: said in a
+# warning line when set, so that a migrated setting is not lost without a word.
+NOT_READ = {
+    "UVICORN_CONFIG_OPTIONS": "inboard's; put Uvicorn's flags in SERVER_ARGS (SERVER=uvicorn)",
+    "LOG_COLORS": "inboard's; log lines carry no colour codes (LOG_FORMAT=text or json)",
+}
+
 # fmt: off
 VARIABLES = (
     Var("SERVER", parse_server, "gunicorn", "`gunicorn` (Gunicorn master, Uvicorn workers), `uvicorn` (Uvicorn alone, its own `--workers` manager), `hypercorn` or `granian`", APP, aliases=("PROCESS_MANAGER",)),
@@ -637,6 +644,7 @@ class Settings:
         self.values = dict(values)
         self.given = frozenset(given)  # names set in the environment (not defaults)
         self.names = dict(names)  # the name each given variable was set under, where an alias was used
+        self.not_read: list[str] = []  # set variables of NOT_READ
         self.server: str = values["SERVER"]
         self.app_module: str | None = values["APP_MODULE"]
         self.module_name: str | None = values["MODULE_NAME"]
@@ -727,6 +735,7 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
                 collected.append(f"{name}={raw!r} is not valid; expected {error}")
         values[var.name] = None if var.default is None else var.parse(var.default)
     settings = Settings(values, given, names)
+    settings.not_read = [name for name in NOT_READ if environ.get(name, "").strip()]
     check_combinations(settings, collected)
     if dual_stack(settings):
         # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
@@ -1403,9 +1412,12 @@ def load_logging_conf(settings: Settings, facts: Facts, problems: list[str]) -> 
             with open(path, encoding="utf-8") as file:
                 config = json.load(file)
         else:
+            import contextlib
             import runpy
 
-            namespace = runpy.run_path(path, run_name="asgi_start_logging_conf")
+            # what it prints must not mix with start.py's own stdout (--dry-run's JSON)
+            with contextlib.redirect_stdout(sys.stderr):
+                namespace = runpy.run_path(path, run_name="asgi_start_logging_conf")
             if "LOGGING_CONFIG" not in namespace:
                 problems.append(f"{name}: {path} does not define LOGGING_CONFIG")
                 return None
@@ -1938,10 +1950,15 @@ def config_file_options(server: str, settings: Settings, facts: Facts, options: 
 
 
 def with_users_config(
-    config: dict[str, Any], users: str, over: dict[str, Any], root_path_workers: dict[str, str] | None = None
+    config: dict[str, Any],
+    users: str,
+    facts: Facts,
+    over: dict[str, Any],
+    root_path_workers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The options, with what layered_config needs to lay the user's config file over them."""
     config[USERS_CONFIG_KEY] = users
+    config[BUILT_IN_LOGGING_KEY] = facts.user_logging is None
     if over:
         config[OVER_USERS_KEY] = over
     if root_path_workers:
@@ -2000,7 +2017,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
         config = config_file_options("gunicorn", settings, facts, options)
         over = {"worker_class": worker_class} if settings.worker_class else {}
         root_path_workers = dict(UVICORN_WORKERS) if settings.root_path else {}
-        hand_over_options(facts, with_users_config(config, users, over, root_path_workers), launch)
+        hand_over_options(facts, with_users_config(config, users, facts, over, root_path_workers), launch)
     elif config_file:
         # start.py's default: it sets the options handed over; GUNICORN_CMD_ARGS can still override any.
         launch.argv += ["--config", config_file]
@@ -2076,7 +2093,7 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
         launch.argv += ["--config", "file:" + layered_config_file(facts)]
         config = config_file_options("hypercorn", settings, facts, options)
         over = {"worker_class": worker_class} if settings.worker_class else {}
-        hand_over_options(facts, with_users_config(config, users, over), launch)
+        hand_over_options(facts, with_users_config(config, users, facts, over), launch)
     elif config_file:
         launch.argv += ["--config", config_file]
         hand_over_options(facts, config_file_options("hypercorn", settings, facts, options), launch)
@@ -2212,7 +2229,9 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
         backlog=settings.backlog,
         files={log_file: log_content, **launch.files},
         memory_limit=facts.memory_limit,
-        warnings=worker_warnings(settings, workers, facts.memory_limit) + launch.warnings,
+        warnings=worker_warnings(settings, workers, facts.memory_limit)
+        + launch.warnings
+        + [f"{name} is not read: {NOT_READ[name]}" for name in settings.not_read],
         metrics_dir=facts.path(settings.prometheus_multiproc_dir) if settings.prometheus_multiproc_dir else None,
     )
 
@@ -3373,6 +3392,7 @@ HOOKS_KEY = "asgi_start_hooks"
 USERS_CONFIG_KEY = "asgi_start_users_config"
 OVER_USERS_KEY = "asgi_start_over_users_config"
 ROOT_PATH_WORKERS_KEY = "asgi_start_root_path_workers"
+BUILT_IN_LOGGING_KEY = "asgi_start_built_in_logging"  # false with LOGGING_CONF: the dictionary is the user's
 
 
 def layered_config() -> dict[str, Any]:
@@ -3396,11 +3416,12 @@ def layered_config() -> dict[str, Any]:
     location = options.pop(USERS_CONFIG_KEY)
     over = options.pop(OVER_USERS_KEY, {})
     root_path_workers = options.pop(ROOT_PATH_WORKERS_KEY, {})
+    built_in_logging = options.pop(BUILT_IN_LOGGING_KEY, False)
     hooks = {hook: getattr(runtime, function) for hook, function in options.pop(HOOKS_KEY, {}).items()}
     theirs = _load_users_config(location)
     if any(theirs.get(key) for key in ("logconfig", "logconfig_dict", "logconfig_json")):
         options.pop("logconfig_dict", None)  # their logging configuration replaces start.py's
-    elif "logconfig_dict" in options:
+    elif built_in_logging:  # LOGGING_CONF's dictionary says itself where records go
         _follow_users_log_destinations(options["logconfig_dict"], theirs, runtime)
     for hook, ours in hooks.items():
         if callable(theirs.get(hook)) and theirs[hook] is not ours:

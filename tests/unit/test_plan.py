@@ -653,3 +653,12 @@ def test_granian_before_2_6_is_refused(app_dir):
     [problem] = plan_problems(app_dir, {"SERVER": "granian"}, granian=(2, 5, 7))
     assert problem.startswith("SERVER=granian needs granian 2.6 or newer")
     assert plan(app_dir, {"SERVER": "granian"}, granian=(2, 6, 0)).server == "granian"
+
+
+def test_variables_of_the_old_images_that_are_not_read_are_said(app_dir):
+    result = plan(app_dir, {"UVICORN_CONFIG_OPTIONS": '{"headers": []}', "LOG_COLORS": "true"})
+    assert result.warnings == [
+        "UVICORN_CONFIG_OPTIONS is not read: inboard's; put Uvicorn's flags in SERVER_ARGS (SERVER=uvicorn)",
+        "LOG_COLORS is not read: inboard's; log lines carry no colour codes (LOG_FORMAT=text or json)",
+    ]
+    assert plan(app_dir, {"LOG_COLORS": " "}).warnings == []
