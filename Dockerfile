@@ -12,7 +12,10 @@
 #                   Any image with `python` (3.11+, with venv and ensurepip) on PATH works.
 #
 # Targets: base (the four servers), fastapi (base + FastAPI), starlette (base + Starlette).
-# Granian comes as granian[reload] (watchfiles, for WITH_RELOAD under SERVER=granian).
+# Granian comes as granian[reload] (watchfiles, for WITH_RELOAD under SERVER=granian);
+# Hypercorn as hypercorn[h3,trio]: aioquic (with cryptography) for QUIC_BIND (HTTP/3) and
+# trio for WORKER_CLASS=trio, as hypercorn-docker's images had them; uvicorn[standard]
+# brings uvloop (WORKER_CLASS=uvloop under Hypercorn too).
 # The last stage, `base`, is the default target.
 #
 # Dependencies come only from the hashed locks in requirements/ (regenerate them

@@ -776,6 +776,14 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
             )
         if settings.quic_bind and not settings.tls:
             problems.append("QUIC_BIND needs TLS: set CERTFILE and KEYFILE")
+        if settings.insecure_bind and not settings.tls:
+            problems.append(
+                f"INSECURE_BIND={','.join(settings.insecure_bind)!r} is the plain-HTTP listener beside TLS: without CERTFILE and KEYFILE, BIND (or HOST:PORT) is plain HTTP already"
+            )
+        elif settings.insecure_bind and settings.use_tcp is False:
+            problems.append(
+                f"INSECURE_BIND={','.join(settings.insecure_bind)!r} is a plain-HTTP listener and USE_TCP=false says there is none: unset one of them"
+            )
         if settings.worker_class and settings.worker_class not in HYPERCORN_WORKER_CLASSES:
             problems.append(
                 f"WORKER_CLASS={settings.worker_class!r} is not valid for SERVER=hypercorn; expected one of {' '.join(HYPERCORN_WORKER_CLASSES)}"
