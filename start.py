@@ -72,17 +72,14 @@ PACKAGE_OF_MODULE = {
     "rloop": "rloop",
     "watchfiles": "'granian[reload]'",
 }
-# Hooks a setting asked for, said in a warning when no config file can carry them (the
-# post_fork hook is always set, and its absence without a config file is documented).
+# Gunicorn hooks a setting asked for, said in a warning when no config file can carry them.
 HOOK_PURPOSE = {"child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR"}
-# The PID start.py execs the server as: that process takes the SIGTERM held back (see hold_sigterm).
-SERVER_PID_VARIABLE = "ASGI_START_PID"
 # What the launcher's proxy-headers wrapper serves, and whom it trusts (see proxied_app).
 WRAPPED_APP_VARIABLE = "ASGI_START_APP"
 TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
-# Set for the main process of the servers that fork their workers (Gunicorn, Granian): a forked
-# worker starts with SIGTERM and SIGINT at their defaults (see _guard_forked_workers).
-FORK_GUARD_VARIABLE = "ASGI_START_FORK_GUARD"
+# The hand-over's option for the servers that fork their workers (Gunicorn, Granian): a forked worker
+# starts with the stop signals at their defaults (see _guard_forked_workers).
+FORK_GUARD_FLAG = "--fork-guard"
 # Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
 UVICORN_SOCKET_FD = 3
 # The environment variable that tells a default config file where start.py left its options.
@@ -491,19 +488,6 @@ PRESTART = "Pre-start and health check"
 METRICS = "Metrics"
 
 
-def same(key: str, flag: str, **extra: Any) -> dict[str, To]:
-    """The common case: Gunicorn and Hypercorn share the key and flag; Uvicorn takes `uvicorn_flag`,
-    Granian `granian` (a To: it has no config file either)."""
-    uvicorn_flag = extra.pop("uvicorn_flag", None)
-    granian = extra.pop("granian", None)
-    mapping = {"gunicorn": To(key, flag), "hypercorn": To(key, flag, **extra)}
-    if uvicorn_flag:
-        mapping["uvicorn"] = To(flag=uvicorn_flag)
-    if granian:
-        mapping["granian"] = granian
-    return mapping
-
-
 # Granian's units and ranges for settings it takes under another name.
 GRANIAN_MAX_KILL_TIMEOUT = 1800
 GRANIAN_MIN_BACKLOG = 128
@@ -591,27 +575,28 @@ VARIABLES = (
     Var("QUIC_BIND", parse_address_list, None, "Hypercorn HTTP/3 listener (needs TLS)", LISTEN, servers=("hypercorn",),
         to={"hypercorn": To("quic_bind", "--quic-bind")}),
     Var("CERTFILE", parse_path, None, "TLS certificate chain (all servers); with `KEYFILE` it turns TLS on", LISTEN, is_path=True,
-        to=same("certfile", "--certfile", uvicorn_flag="--ssl-certfile", granian=To(flag="--ssl-certificate"))),
+        to={"gunicorn": To("certfile", "--certfile"), "uvicorn": To(flag="--ssl-certfile"), "hypercorn": To("certfile", "--certfile"), "granian": To(flag="--ssl-certificate")}),
     Var("KEYFILE", parse_path, None, "TLS private key (under Granian not encrypted)", LISTEN, is_path=True,
-        to=same("keyfile", "--keyfile", uvicorn_flag="--ssl-keyfile", granian=To(flag="--ssl-keyfile"))),
+        to={"gunicorn": To("keyfile", "--keyfile"), "uvicorn": To(flag="--ssl-keyfile"), "hypercorn": To("keyfile", "--keyfile"), "granian": To(flag="--ssl-keyfile")}),
     Var("CA_CERTS", parse_path, None, "CA bundle for client certificates", LISTEN, is_path=True,
-        to=same("ca_certs", "--ca-certs", uvicorn_flag="--ssl-ca-certs", granian=To(flag="--ssl-ca"))),
+        to={"gunicorn": To("ca_certs", "--ca-certs"), "uvicorn": To(flag="--ssl-ca-certs"), "hypercorn": To("ca_certs", "--ca-certs"), "granian": To(flag="--ssl-ca")}),
     Var("CIPHERS", parse_text, None, "TLS cipher string", LISTEN, shown="`ECDHE+AESGCM` under Hypercorn; the server’s own elsewhere", servers=("gunicorn", "uvicorn", "hypercorn"),
-        to=same("ciphers", "--ciphers", uvicorn_flag="--ssl-ciphers")),
+        to={"gunicorn": To("ciphers", "--ciphers"), "uvicorn": To(flag="--ssl-ciphers"), "hypercorn": To("ciphers", "--ciphers")}),
     Var("BACKLOG", parse_backlog, None, "pending-connection queue (Granian: at least 128)", LISTEN, shown="the server’s own (2048; 1024 under Granian); `100` under Hypercorn",
-        to=same("backlog", "--backlog", uvicorn_flag="--backlog", default=100, granian=To(flag="--backlog", convert=granian_backlog, note="at least 128"))),
+        to={"gunicorn": To("backlog", "--backlog"), "uvicorn": To(flag="--backlog"), "hypercorn": To("backlog", "--backlog", default=100), "granian": To(flag="--backlog", convert=granian_backlog, note="at least 128")}),
     Var("FORWARDED_ALLOW_IPS", parse_forwarded_allow_ips, None, "proxies trusted for `X-Forwarded-For`/`-Proto` (addresses, networks, `*`): from a trusted peer they set the scope’s `client` and `scheme`, from any other they are ignored (under Hypercorn and Granian the launcher applies them)", LISTEN, shown="`127.0.0.1`",
         to={"gunicorn": To("forwarded_allow_ips", "--forwarded-allow-ips"), "uvicorn": To(flag="--forwarded-allow-ips")},
         via={"hypercorn": "the launcher’s proxy-headers wrapper", "granian": "the launcher’s proxy-headers wrapper"}),
     Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES, servers=("gunicorn", "uvicorn", "hypercorn"),
         to={"gunicorn": To("timeout", "--timeout")}, via={"uvicorn": "no effect", "hypercorn": "no effect"}),
     Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers; Granian: 1 to 1800, 0 is 1)", TIMES,
-        to=same("graceful_timeout", "--graceful-timeout", uvicorn_flag="--timeout-graceful-shutdown", granian=To(flag="--workers-kill-timeout", convert=granian_kill_timeout, note="1–1800, 0 is 1"))),
+        to={"gunicorn": To("graceful_timeout", "--graceful-timeout"), "uvicorn": To(flag="--timeout-graceful-shutdown"), "hypercorn": To("graceful_timeout", "--graceful-timeout"),
+            "granian": To(flag="--workers-kill-timeout", convert=granian_kill_timeout, note="1–1800, 0 is 1")}),
     Var("KEEP_ALIVE", parse_seconds, "5", "idle keep-alive seconds (all servers; Granian: at most 60, and it also bounds how long a request’s headers may take)", TIMES,
         to={"gunicorn": To("keepalive", "--keep-alive"), "uvicorn": To(flag="--timeout-keep-alive"), "hypercorn": To("keep_alive_timeout", "--keep-alive"),
             "granian": To(flag="--http1-header-read-timeout", convert=granian_keep_alive, note="in ms, at most 60 s; 0 is `--no-http1-keep-alive`")}),
     Var("MAX_REQUESTS", parse_request_count, None, "recycle a worker after this many requests", TIMES, servers=("gunicorn", "uvicorn", "hypercorn"),
-        to=same("max_requests", "--max-requests", uvicorn_flag="--limit-max-requests")),
+        to={"gunicorn": To("max_requests", "--max-requests"), "uvicorn": To(flag="--limit-max-requests"), "hypercorn": To("max_requests", "--max-requests")}),
     Var("MAX_REQUESTS_JITTER", parse_request_count, None, "random extra requests added to `MAX_REQUESTS` per worker", TIMES, servers=("gunicorn", "uvicorn", "hypercorn"),
         to={"gunicorn": To("max_requests_jitter", "--max-requests-jitter"), "uvicorn": To(flag="--limit-max-requests-jitter"),
             "hypercorn": To("max_requests_jitter", no_flag="Hypercorn's --max-requests-jitter flag sets the wrong value")}),
@@ -1264,6 +1249,11 @@ def probe_facts(settings: Settings, problems: list[str], app_dir: str | None = N
         runtime_dir=runtime_dir_for(start_path),
         memory_limit=cgroup_memory_limit(root) if settings.worker_memory else None,
     )
+    if not os.path.isfile(start_path):
+        # start.pyc alone: what runs inside the servers is written out from start.py's text
+        problems.append(
+            f"{os.path.abspath(__file__)} needs {start_path} beside it (the servers' part of the launcher is written out from it); copy start.py there, or run start.py"
+        )
     facts.user_logging = load_logging_conf(settings, facts, problems)
     return facts
 
@@ -1923,10 +1913,13 @@ class App:
 
 
 class Launch:
-    """What one server's planner decides: the argv, and what start.py must prepare for it."""
+    """What one server's planner decides: the server's module and its arguments, and what start.py must
+    prepare for it. The hand-over (hand_over in the runtime module) runs the module with the arguments."""
 
-    def __init__(self, argv: list[str]) -> None:
-        self.argv = argv
+    def __init__(self, module: str, argv: list[str] | None = None) -> None:
+        self.module = module
+        self.argv = argv or []
+        self.hand_over_flags: list[str] = []
         self.env: dict[str, str] = {}
         self.files: dict[str, str] = {}
         self.config_file: str | None = None
@@ -1942,7 +1935,7 @@ def gunicorn_hooks(settings: Settings) -> dict[str, str]:
     A hook is code, so it can only reach Gunicorn through a config file, which
     looks the names up (JSON carries names, not functions).
     """
-    hooks = {"post_fork": "gunicorn_post_fork"}
+    hooks = {}
     if settings.prometheus_multiproc_dir:
         hooks["child_exit"] = "gunicorn_child_exit"
     return hooks
@@ -1993,7 +1986,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     worker_class = gunicorn_worker_class(settings, facts, problems)
     config_file = find_config_file("GUNICORN_CONF", settings.gunicorn_conf, "gunicorn_conf.py", facts, problems)
     users = users_config(config_file, "gunicorn_conf.py", facts)
-    launch = Launch([sys.executable, "-m", "gunicorn"])
+    launch = Launch("gunicorn")
     launch.config_file = config_file
     launch.file_sets = (
         config_assignments(users, facts, problems, "GUNICORN_CONF", settings.gunicorn_conf) if users else {}
@@ -2013,7 +2006,9 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     else:
         launch.worker_class = worker_class
     # a worker forked while a stop signal is on its way starts with the default action, as under Granian
-    launch.env[FORK_GUARD_VARIABLE] = "1"
+    launch.hand_over_flags.append(FORK_GUARD_FLAG)
+    if settings.root_path:
+        launch.env[ROOT_PATH_VARIABLE] = settings.root_path
     options = gunicorn_options(settings, facts, app.workers, worker_class)
     trusted = settings.forwarded_allow_ips or ""
     if "/" in trusted and facts.version("gunicorn") < (24,):
@@ -2050,7 +2045,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
 def plan_uvicorn(settings: Settings, facts: Facts, app: App, problems: list[str]) -> Launch:
     require_installed("uvicorn", facts, "SERVER=uvicorn" if settings.server == "uvicorn" else "WITH_RELOAD", problems)
     module, factory = split_factory(app.module)
-    launch = Launch([sys.executable, "-m", "uvicorn", module, *(["--factory"] if factory else [])])
+    launch = Launch("uvicorn", [module, *(["--factory"] if factory else [])])
     address = binds(settings)[0]
     if address.startswith("unix:"):
         launch.argv += ["--uds", facts.path(address[len("unix:") :])]
@@ -2089,7 +2084,7 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     config_file = find_config_file("HYPERCORN_CONF", settings.hypercorn_conf, "hypercorn_conf.py", facts, problems)
     if config_file and config_file.endswith(".py") and not config_file.startswith(("file:", "python:")):
         config_file = "file:" + config_file
-    launch = Launch([sys.executable, "-m", "hypercorn"])
+    launch = Launch("hypercorn")
     launch.config_file, launch.worker_class = config_file, worker_class
     options = hypercorn_options(settings, facts, app.workers)
     users = users_config(config_file, "hypercorn_conf.py", facts)
@@ -2122,7 +2117,7 @@ def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]
     if require_installed("granian", facts, "SERVER=granian", problems) and (0,) < facts.version("granian") < (2, 6):
         # --ssl-protocol-min and the worker signal handling start.py relies on (tested with 2.8)
         problems.append("SERVER=granian needs granian 2.6 or newer (Python 3.10+): pip install 'granian[reload]>=2.6'")
-    launch = Launch([sys.executable, "-m", "granian", "--interface", "asgi"])
+    launch = Launch("granian", ["--interface", "asgi"])
     address = binds(settings)[0]
     if address.startswith("unix:"):
         launch.argv += ["--uds", facts.path(address[len("unix:") :])]
@@ -2166,7 +2161,7 @@ def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]
     # wrapper serves the app (see granian_app), once per worker.
     launch.env[WRAPPED_APP_VARIABLE] = app.module
     launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or "127.0.0.1"
-    launch.env[FORK_GUARD_VARIABLE] = "1"
+    launch.hand_over_flags.append(FORK_GUARD_FLAG)
     launch.worker_class = settings.worker_class or "auto"
     launch.argv += ["--factory", f"{RUNTIME_MODULE}:granian_app", *app.extra]
     return launch
@@ -2216,10 +2211,12 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
             workers, reason = given, f"{plural(given, 'worker')} = {launch.config_file} (start.py's rule: {workers})"
         else:
             reason = f"{given} (start.py's rule: {reason})"
+    # the server's interpreter runs the hand-over first, which runs the server's module (see hand_over)
+    hand_over = os.path.join(facts.runtime_dir, HAND_OVER_NAME)
     return Plan(
         server=server,
         requested_server=settings.server,
-        argv=launch.argv,
+        argv=[sys.executable, hand_over, *launch.hand_over_flags, launch.module, *launch.argv],
         env=launch.env,
         app_module=app_module,
         workers=workers,
@@ -2270,6 +2267,8 @@ def config_by_hand(server: str, environ: Mapping[str, str] | None = None) -> dic
     if problems:
         exit_with_problems(problems, log_format_of(environ))
     make_runtime_importable(facts, settings.log_format)
+    if server == "gunicorn" and settings.root_path:
+        os.environ[ROOT_PATH_VARIABLE] = settings.root_path  # for the launcher's worker class, as start.py does
     return config
 
 
@@ -2284,20 +2283,18 @@ def hypercorn_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]
 
 
 def make_runtime_importable(facts: Facts, log_format: str) -> None:
-    """A config file run by hand, not through start.py, sets up what start.py would have."""
-    if facts.runtime_dir in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-        return  # start.py did it before exec
+    """A config file run by hand, not through start.py, sets up what start.py would have.
+
+    On sys.path, not PYTHONPATH: Hypercorn's spawned workers get the master's
+    sys.path from multiprocessing, and the app's own processes get nothing.
+    """
+    if facts.runtime_dir in sys.path:
+        return  # start.py's hand-over did it
     try:
         prepare_runtime(facts.runtime_dir, {})  # the config file hands its server the dictionary itself
     except ConfigError as error:
         exit_with_problems(error.problems, log_format)
     sys.path.insert(0, facts.runtime_dir)
-    # spawned workers (Hypercorn, Uvicorn) start a fresh interpreter: tell them too
-    os.environ["PYTHONPATH"] = with_path_first(facts.runtime_dir, os.environ.get("PYTHONPATH"))
-
-
-def with_path_first(directory: str, python_path: str | None) -> str:
-    return directory + (os.pathsep + python_path if python_path else "")
 
 
 # --------------------------------------------------------------------------
@@ -2418,10 +2415,18 @@ RUNTIME_MODULE_HEADER = (
 )
 
 
-# Run by every interpreter started with the runtime directory on its path, the server first.
-SITECUSTOMIZE = (
-    '"""asgi-start: run at interpreter start-up; written out by start.py. Do not edit."""\n\n'
-    "import asgi_start\n\nasgi_start.interpreter_starts(__file__)\n"
+# What start.py execs: the server's interpreter runs this script, which puts the runtime directory on
+# sys.path (not on PYTHONPATH, which the app's own processes would inherit) and hands over (hand_over).
+HAND_OVER_NAME = "hand_over.py"
+HAND_OVER = (
+    '"""asgi-start: the server process\'s first code; written out by start.py. Do not edit."""\n\n'
+    "import os\nimport sys\n\n"
+    "here = os.path.dirname(os.path.abspath(__file__))\n"
+    "if sys.path[:1] == [here]:  # a script's own directory; `python -m SERVER` has the working directory there\n"
+    "    sys.path[0] = os.getcwd()\n"
+    "sys.path.insert(1, here)\n\n"
+    "import asgi_start  # noqa: E402\n\n"
+    "asgi_start.hand_over(sys.argv[1:])\n"
 )
 
 
@@ -2517,13 +2522,18 @@ def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
         module = os.path.join(directory, RUNTIME_MODULE + ".py")
         if os.path.islink(module):  # an earlier release linked start.py itself here
             os.unlink(module)
+        for stale in ("sitecustomize.py", "__pycache__/sitecustomize" + (sys.implementation.cache_tag or "")):
+            # an earlier release's start-up hook; nothing imports it now, and nothing should
+            for path in (os.path.join(directory, stale), os.path.join(directory, stale) + ".pyc"):
+                if os.path.isfile(path):
+                    os.unlink(path)
         for name, source in (
             (module, runtime_module_source()),
-            (os.path.join(directory, "sitecustomize.py"), SITECUSTOMIZE),
             (os.path.join(directory, LAYERED_CONFIG_NAME), layered_config_source()),
         ):
             write_if_changed(name, source)
             write_bytecode(name, source)
+        write_if_changed(os.path.join(directory, HAND_OVER_NAME), HAND_OVER)  # run as a script: never cached
         for path, content in files.items():
             write_if_changed(path, content)
     except OSError as error:
@@ -2595,10 +2605,6 @@ def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
             os.set_inheritable(descriptor, True)
     env = dict(environ)
     env.update(plan.env)
-    # the servers find the formatters, the filter and the hooks as `asgi_start`, and the
-    # process start.py becomes takes the SIGTERM held back so far (sitecustomize, below)
-    env["PYTHONPATH"] = with_path_first(plan.runtime_dir, env.get("PYTHONPATH"))
-    env[SERVER_PID_VARIABLE] = str(os.getpid())
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(plan.argv[0], plan.argv, env)  # noqa: S606 -- an argv list, never a shell
@@ -2657,9 +2663,24 @@ def healthcheck(settings: Settings, timeout: float = 5.0) -> int:
 # Command line
 # --------------------------------------------------------------------------
 
-USAGE = """usage: python start.py [--dry-run | --healthcheck | --help | --version] [-- SERVER-ARGS...]
+USAGE = "usage: python start.py [--dry-run | --healthcheck | --help | --version] [-- SERVER-ARGS...]"
+# Each server as --help names it, and what it does when a worker dies (measured; see the README).
+SERVER_TITLES = {
+    "gunicorn": "Gunicorn (Uvicorn workers)",
+    "uvicorn": "Uvicorn",
+    "hypercorn": "Hypercorn",
+    "granian": "Granian",
+}
+REPLACES_DEAD_WORKERS = {"gunicorn": True, "uvicorn": True, "hypercorn": False, "granian": True}
 
-Start an ASGI app under Gunicorn (Uvicorn workers), Uvicorn or Hypercorn,
+
+def usage_text() -> str:
+    titles = [SERVER_TITLES[server] for server in SERVERS]
+    replacing = [SERVER_TITLES[server].split(" (")[0] for server in SERVERS if REPLACES_DEAD_WORKERS[server]]
+    stopping = [SERVER_TITLES[server] for server in SERVERS if not REPLACES_DEAD_WORKERS[server]]
+    text = f"""{USAGE}
+
+Start an ASGI app under {", ".join(titles[:-1])} or {titles[-1]},
 configured from the environment, then become the server (exec).
 
   --dry-run      print the plan as one JSON object and exit; runs nothing
@@ -2671,9 +2692,10 @@ configured from the environment, then become the server (exec).
 Exit status: 0 dry-run/help done, 2 configuration error, the pre-start
 script's status when it fails, otherwise the server's own (start.py execs it).
 
-A worker that dies is replaced by Gunicorn and Uvicorn; Hypercorn stops the
-whole server instead (exit status 0), so give it a restart policy of always.
-"""
+A worker that dies is replaced by {", ".join(replacing[:-1])} and {replacing[-1]}"""
+    if stopping:
+        text += f"; {' and '.join(stopping)} stops the whole server instead (exit status 0), so give it a restart policy of always"
+    return text + ".\n"
 
 
 def only_with(var: Var) -> str:
@@ -2684,7 +2706,7 @@ def only_with(var: Var) -> str:
 
 
 def help_text() -> str:
-    lines = [USAGE, "Environment variables (unset or empty means the default):"]
+    lines = [usage_text(), "Environment variables (unset or empty means the default):"]
     group = None
     for var in VARIABLES:
         if var.group != group:
@@ -2739,9 +2761,9 @@ def hold_sigterm() -> None:
     kernel drops it), and a handler does not survive exec: a `docker stop` or a
     pod deletion in the first few hundred milliseconds was lost and the
     container killed after the grace period. Blocked, the signal waits; the
-    block survives exec, and the server's interpreter lifts it at start-up
-    (`sitecustomize` in the runtime directory), with a handler that stops it
-    at once until the server installs its own.
+    block survives exec, and the hand-over lifts it in the server's
+    interpreter (hand_over), with a handler that stops it at once until the
+    server installs its own.
     """
     import signal
 
@@ -2767,7 +2789,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             f"{PROG}: error: unexpected arguments {' '.join(unknown or args)} (server arguments go after --)",
             file=sys.stderr,
         )
-        print(USAGE.splitlines()[0], file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     mode = args[0] if args else "start"
     if mode in ("--help", "-h"):
@@ -2999,30 +3021,59 @@ def _log_classes() -> dict[str, Any]:
     return _LOG_CLASSES
 
 
-def interpreter_starts(sitecustomize: str) -> None:
-    """At start-up of every interpreter with the runtime directory on its path (its sitecustomize).
+def hand_over(argv: Sequence[str]) -> None:
+    """The server process's first code: `[--fork-guard] MODULE ARGS...` from start.py, run by hand_over.py.
 
-    In the process start.py became, SIGTERM has been blocked since start.py
-    began: take it now, and until the server installs its own handler let it
-    stop the process at once (nothing is served yet). Then run the
-    sitecustomize this one shadows, if there is one.
+    SIGTERM has been blocked since start.py began (see hold_sigterm): take it
+    now, and until the server installs its own handler let it stop the process
+    at once (nothing is served yet). With --fork-guard, workers the server forks
+    start with the stop signals at their defaults. Then the server's module runs
+    as `python -m MODULE ARGS...` would run it, in this process; a server it
+    spawns gets this process's sys.path, runtime directory included.
     """
-    if os.environ.get("ASGI_START_PID") == str(os.getpid()):
-        import sys
+    import runpy
+    import sys
 
-        signals: Any = sys.modules["_signal"]  # loaded by the interpreter; `signal` would import enum
-        signals.signal(signals.SIGTERM, _stop_before_serving)
-        signals.pthread_sigmask(signals.SIG_UNBLOCK, {signals.SIGTERM})
-        if os.environ.get("ASGI_START_FORK_GUARD"):
-            _guard_forked_workers(os.getpid())
-    _run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(sitecustomize)))
+    args = list(argv)
+    fork_guard = args[:1] == ["--fork-guard"]
+    del args[: int(fork_guard)]
+    if not args:
+        raise SystemExit("asgi-start: error: the hand-over needs the server's module (start.py passes it)")
+    signals: Any = sys.modules["_signal"]  # loaded by the interpreter; `signal` would import enum
+    signals.signal(signals.SIGTERM, _stop_before_serving)
+    signals.pthread_sigmask(signals.SIG_UNBLOCK, {signals.SIGTERM})
+    if fork_guard:
+        _guard_forked_workers(os.getpid())
+    if args[0] == "gunicorn":
+        _reexec_through_hand_over(argv)
+    sys.argv = args  # run_module puts the module's path in argv[0], as `python -m` does
+    runpy.run_module(args[0], run_name="__main__", alter_sys=True)
+
+
+def _reexec_through_hand_over(argv: Sequence[str]) -> None:
+    """Gunicorn re-executes itself on SIGUSR2 with its own argv: through the hand-over again, so that the
+    new master finds this runtime and gets the same guards (Gunicorn lets START_CTX be changed for this)."""
+    import importlib
+    import sys
+
+    arbiter_class: Any = importlib.import_module("gunicorn.arbiter").Arbiter
+    setup = arbiter_class.__init__
+    again = [sys.executable, os.path.abspath(sys.argv[0]), *argv]  # sys.argv: still hand_over.py's
+
+    def __init__(self: Any, app: Any) -> None:
+        setup(self, app)
+        self.START_CTX["args"] = list(again)
+
+    arbiter_class.__init__ = __init__
 
 
 def _guard_forked_workers(server_pid: int) -> None:
-    """A worker forked by the server's main process starts with SIGTERM and SIGINT at their defaults.
+    """A worker forked by the server's main process starts with SIGTERM, SIGINT and SIGQUIT at their defaults.
 
-    Gunicorn's post_fork hook does this too, but only with a config file, and a
-    post_fork of the user's own replaces it.
+    Gunicorn's forked worker inherits the master's handlers, which only queue a
+    signal in the worker's copy of the arbiter, until it installs its own: a
+    SIGTERM that met a booting worker was lost, and the master waited
+    GRACEFUL_TIMEOUT for it (SIGQUIT, Gunicorn's quick stop, alike).
 
     Granian's forked worker keeps the main's handler (which only sets a flag in
     the worker's copy of the main) until it installs its own, after the app is
@@ -3034,7 +3085,7 @@ def _guard_forked_workers(server_pid: int) -> None:
     import sys
 
     signals: Any = sys.modules["_signal"]
-    stops = {signals.SIGTERM, signals.SIGINT}
+    stops = {signals.SIGTERM, signals.SIGINT, signals.SIGQUIT}
     saved: list[Any] = []
 
     def before() -> None:
@@ -3096,19 +3147,6 @@ def _child_pids() -> list[int]:
     return children
 
 
-def _run_shadowed_sitecustomize(own_directory: str) -> None:
-    import sys
-
-    finder: Any = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
-    path = [entry for entry in sys.path if entry and os.path.abspath(entry) != own_directory]
-    spec = finder.find_spec("sitecustomize", path) if finder else None
-    if spec is None or spec.loader is None:
-        return
-    module = type(sys)("sitecustomize")
-    module.__spec__, module.__file__, module.__loader__ = spec, spec.origin, spec.loader
-    spec.loader.exec_module(module)
-
-
 def __getattr__(name: str) -> Any:
     """What the servers load by name, built on first use: importing a server here would cost every process."""
     if name in ("UvicornWorker", "UvicornH11Worker"):
@@ -3116,8 +3154,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _root_path() -> str:
-    return os.environ.get("ROOT_PATH", "").strip().rstrip("/")
+# ROOT_PATH as start.py parsed it, for the launcher's Uvicorn worker classes under Gunicorn.
+ROOT_PATH_VARIABLE = "ASGI_START_ROOT_PATH"
 
 
 def _uvicorn_worker_with_root_path(name: str) -> Any:
@@ -3128,7 +3166,9 @@ def _uvicorn_worker_with_root_path(name: str) -> Any:
         base = getattr(importlib.import_module("uvicorn_worker"), name)
     except ImportError:
         base = getattr(importlib.import_module("uvicorn.workers"), name)
-    worker = type(name, (base,), {"CONFIG_KWARGS": {**base.CONFIG_KWARGS, "root_path": _root_path()}})
+    worker = type(
+        name, (base,), {"CONFIG_KWARGS": {**base.CONFIG_KWARGS, "root_path": os.environ.get(ROOT_PATH_VARIABLE, "")}}
+    )
     globals()[name] = worker
     return worker
 
@@ -3339,31 +3379,6 @@ class ProxyHeaders:
             # the nearest hop that is not a trusted proxy is the client; all trusted: the farthest
             client = next((host for host in reversed(hosts) if not self.trusts(host)), hosts[0])
             scope["client"] = (client, 0)
-
-
-def gunicorn_post_fork(server: Any, worker: Any) -> None:
-    """Gunicorn's post_fork hook, in a new worker before it installs its own signal handlers.
-
-    The worker inherits the master's handlers, which only queue a signal in the
-    worker's copy of the arbiter: a SIGTERM that met the worker while it booted
-    was lost, and the master waited GRACEFUL_TIMEOUT for it. Until its own
-    handlers are in place, a stop signal ends the booting worker (it serves
-    nothing yet), including one that already arrived since the fork.
-    """
-    import signal
-
-    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-    for signum in stops:
-        signal.signal(signum, signal.SIG_DFL)
-    queued = getattr(server, "SIG_QUEUE", None)
-    arrived = []
-    while queued is not None:
-        try:
-            arrived.append(queued.get_nowait() if hasattr(queued, "get_nowait") else queued.pop(0))
-        except Exception:  # empty (queue.Empty, IndexError)
-            break
-    if any(signum in stops for signum in arrived):
-        os._exit(0)
 
 
 def gunicorn_child_exit(server: Any, worker: Any) -> None:

@@ -224,3 +224,13 @@ def join_cgroup(path: Path):
         (path / "cgroup.procs").write_text(str(os.getpid()))
 
     return enter
+
+
+def as_python_m(argv: list[str]) -> list[str]:
+    """A planned or running server's argv, as the `python -m SERVER ARGS...` it amounts to: start.py execs
+    `python RUNTIME/hand_over.py [--fork-guard] SERVER ARGS...`, which runs the server's module so."""
+    assert argv[1].endswith("/hand_over.py"), argv
+    rest = argv[2:]
+    if rest[:1] == ["--fork-guard"]:
+        rest = rest[1:]
+    return [argv[0], "-m", *rest]

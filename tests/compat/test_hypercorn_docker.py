@@ -34,6 +34,7 @@ from helpers import (
     START,
     Server,
     all_gone,
+    as_python_m,
     clean_env,
     cmdline,
     descendants,
@@ -414,7 +415,7 @@ def test_worker_class_serves_for_real_and_stops_gracefully(servers, tmp_path, wo
     wait_serving(server)
     assert get_json(server.port)["runtime"] == (worker_class or "asyncio")
     # start.py became Hypercorn (exec): the PID started is `python -m hypercorn`
-    assert cmdline(server.pid)[1:3] == ["-m", "hypercorn"]
+    assert as_python_m(cmdline(server.pid))[1:3] == ["-m", "hypercorn"]
     # hypercorn-docker printed its settings as JSON on every start; start.py prints one summary line
     output = server.output()
     assert f"hypercorn ({worker_class or 'asyncio'})" in output

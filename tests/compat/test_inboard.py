@@ -31,6 +31,7 @@ import pytest
 from helpers import (
     Server,
     all_gone,
+    as_python_m,
     clean_env,
     cmdline,
     descendants,
@@ -477,7 +478,7 @@ def test_gunicorn_conf_worker_class_and_gunicorn_cmd_args(tmp_path, kind, worker
         **with_config(app_dir, kind),
     }
     result = plan(app_dir, **env)
-    assert result["argv"][1:3] == ["-m", "gunicorn"] and result["argv"][-1] == "tmp_app.main_starlette:app"
+    assert as_python_m(result["argv"])[1:3] == ["-m", "gunicorn"] and result["argv"][-1] == "tmp_app.main_starlette:app"
     assert result["config_file"] == config_location(app_dir, kind) and "--config" in result["argv"]
     assert result["worker_class"] == worker_class
     settings, lines = gunicorn_settings(app_dir, **env)
@@ -541,7 +542,7 @@ def test_uvicorn_options_default(tmp_path, with_reload):
     }
     result = plan(make_app(tmp_path), **env)
     argv = result["argv"]
-    assert argv[1:4] == ["-m", "uvicorn", "main:app"]
+    assert as_python_m(argv)[1:4] == ["-m", "uvicorn", "main:app"]
     assert result["bind"] == ["0.0.0.0:80"]  # host 0.0.0.0, port 80
     assert result["log_level"] == "info"
     assert result["reload"] is False and "--reload" not in argv
@@ -569,7 +570,7 @@ def test_uvicorn_options_custom(tmp_path, reload_dirs):
     argv = result["argv"]
     assert result["server"] == "uvicorn" and result["reload"] is True and result["workers"] == 1
     assert result["log_level"] == "debug"
-    assert argv[1:4] == ["-m", "uvicorn", "tmp_app.main_fastapi:app"]
+    assert as_python_m(argv)[1:4] == ["-m", "uvicorn", "tmp_app.main_fastapi:app"]
     assert "--reload" in argv
     dirs = ["inboard"] if reload_dirs == "inboard" else ["inboard", "tests"]
     assert flag_values(argv, "--reload-dir") == [str(app_dir / name) for name in dirs]
@@ -839,7 +840,9 @@ def test_process_manager_serves_after_the_pre_start_script(servers, tmp_path, ma
         f"Hello World, from {manager.title()} and Python {sys.version_info[0]}.{sys.version_info[1]}!",
     )
     argv = cmdline(server.pid)
-    assert argv[1:3] == ["-m", manager] and not any("start.py" in part for part in argv)  # the PID is the server
+    assert as_python_m(argv)[1:3] == ["-m", manager] and not any(
+        "start.py" in part for part in argv
+    )  # the PID is the server
     expected_marker = "py port_closed=True" if script.endswith(".py") else "sh ran"
     assert (app_dir / "prestart-ran.txt").read_text() == expected_marker
     headers = http_get_with_headers(server.url("/"))[2]

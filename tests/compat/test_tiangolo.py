@@ -26,6 +26,7 @@ from helpers import (
     REPO,
     Server,
     all_gone,
+    as_python_m,
     clean_env,
     cmdline,
     descendants,
@@ -170,7 +171,7 @@ def gunicorn_settings(server: Server, app_dir: Path) -> dict[str, str]:
     """Gunicorn's own view of its settings (`gunicorn --print-config`), for the running master's argv
     and environment: config file, GUNICORN_CMD_ARGS and command line, in Gunicorn's precedence."""
     argv = cmdline(server.pid)
-    assert argv[1:3] == ["-m", "gunicorn"], argv
+    assert as_python_m(argv)[1:3] == ["-m", "gunicorn"], argv
     raw = Path(f"/proc/{server.pid}/environ").read_bytes().decode()
     environ = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
     result = subprocess.run(

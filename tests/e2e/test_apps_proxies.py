@@ -34,6 +34,7 @@ from helpers import (
     SERVERS,
     START,
     Server,
+    as_python_m,
     clean_env,
     cmdline,
     dry_run,
@@ -139,7 +140,9 @@ def stop(server: Server) -> None:
     """SIGTERM; a graceful exit is 0, or (README) Uvicorn in one process re-raising SIGTERM after its shutdown."""
     argv = cmdline(server.pid)
     status = server.terminate()
-    uvicorn_alone = argv[1:3] == ["-m", "uvicorn"] and "--workers" in argv and argv[argv.index("--workers") + 1] == "1"
+    uvicorn_alone = (
+        as_python_m(argv)[1:3] == ["-m", "uvicorn"] and "--workers" in argv and argv[argv.index("--workers") + 1] == "1"
+    )
     assert status == 0 or (uvicorn_alone and status == -signal.SIGTERM), f"{status}\n{server.output()[-3000:]}"
 
 
@@ -496,7 +499,8 @@ def test_server_args_come_before_the_dash_arguments_and_take_effect(servers, tmp
     env = clean_env(SERVER=server_name, HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="1", SERVER_ARGS=raw)
     result = run_start(["--dry-run", "--", *after], env, app_dir)
     assert result.returncode == 0, result.stderr
-    argv = json.loads(result.stdout)["argv"]
+    planned = json.loads(result.stdout)["argv"]
+    argv = as_python_m(planned)
     at = contains_run(argv, [*words, *after])
     assert at > 0, argv
     assert contains_run(argv[:at], words) == -1  # once only
@@ -511,7 +515,7 @@ def test_server_args_come_before_the_dash_arguments_and_take_effect(servers, tmp
     server = Server(app_dir, env, args=("--", *after))
     servers.append(server)
     wait_ready(server)
-    assert cmdline(server.pid) == argv
+    assert cmdline(server.pid) == planned
     if server_name == "uvicorn":
         status, headers, _ = request_get(server.port, "/")
         assert status == 200 and "server" not in headers, headers

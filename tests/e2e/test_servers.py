@@ -20,6 +20,7 @@ from helpers import (
     SERVERS,
     Server,
     all_gone,
+    as_python_m,
     clean_env,
     cmdline,
     copy_app,
@@ -74,7 +75,7 @@ def test_serves_execs_counts_workers_runs_prestart_first_and_stops_gracefully(se
 
     # exec happened: the PID we started is the server itself, start.py is gone
     argv = cmdline(server.pid)
-    assert argv[1:3] == ["-m", server_name] and not any("start.py" in part for part in argv)
+    assert as_python_m(argv)[1:3] == ["-m", server_name] and not any("start.py" in part for part in argv)
     assert argv == expected["argv"]
     workers = wait_for_workers(server.pid, expected["workers"])
     assert len(workers) == expected["workers"]

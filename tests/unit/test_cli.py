@@ -79,7 +79,7 @@ def test_dry_run_prints_one_json_object(app_dir):
     result = run_start(["--dry-run", "--", "--preload"], clean_env(WEB_CONCURRENCY="3", PORT="8080"), app_dir)
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    assert plan["argv"][:3] == [sys.executable, "-m", "gunicorn"]
+    assert plan["argv"][:4] == [sys.executable, f"{plan['runtime_dir']}/hand_over.py", "--fork-guard", "gunicorn"]
     assert plan["argv"][-2:] == ["--preload", "main:app"]
     assert (plan["workers"], plan["bind"], plan["app_module"], plan["reload"]) == (
         3,
@@ -200,3 +200,20 @@ def test_compiled_start_runs_and_gives_way_to_a_changed_source(tmp_path):
     assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == f"asgi-start {start.__version__}\n"
     copy.write_text(START.read_text().replace(f'__version__ = "{start.__version__}"', '__version__ = "9.9.9"'))
     assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == "asgi-start 9.9.9\n"
+
+
+def test_help_names_every_server_from_the_list_of_servers():
+    text = start.help_text()
+    for server in start.SERVERS:
+        assert start.SERVER_TITLES[server] in text.split("Environment variables")[0]
+    assert set(start.SERVER_TITLES) == set(start.SERVERS) == set(start.REPLACES_DEAD_WORKERS)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is new in 3.11")
+def test_the_version_is_written_once_in_start_py():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "start.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", start.__version__)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import START, Server, clean_env, free_port
@@ -279,6 +280,7 @@ def test_any_environment_gives_a_plan_or_one_line_errors_in_process(app_dir, env
 def without_config_files(tmp_path_factory):
     """start.py as if copied alone: no config file beside it, so every setting goes on the command line."""
     empty = tmp_path_factory.mktemp("start-alone")
+    (empty / "start.py").write_text(Path(start.__file__).read_text())
     original = start.launcher_path
     start.launcher_path = lambda: str(empty / "start.py")
     yield

@@ -39,6 +39,11 @@ def facts_for(
     )
 
 
+def handed_over(result: start.Plan, module: str, fork_guard: bool = False) -> list[str]:
+    """How the planned argv begins: the server's interpreter runs the hand-over, which runs the module."""
+    return [sys.executable, f"{result.runtime_dir}/hand_over.py", *(["--fork-guard"] * fork_guard), module]
+
+
 def plan(app_dir: Path, env: dict[str, str], extra=(), **facts) -> start.Plan:
     return start.plan_launch(start.parse_settings(env), facts_for(app_dir, **facts), extra)
 
@@ -106,9 +111,7 @@ def test_gunicorn_with_the_default_config_beside_start(app_dir, tmp_path_factory
     (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
     result = plan(app_dir, {}, extra=["--preload"], start_dir=start_dir)
     assert result.argv == [
-        sys.executable,
-        "-m",
-        "gunicorn",
+        *handed_over(result, "gunicorn", fork_guard=True),
         "--config",
         str(start_dir / "gunicorn_conf.py"),
         "--preload",
@@ -116,7 +119,7 @@ def test_gunicorn_with_the_default_config_beside_start(app_dir, tmp_path_factory
     ]
     # the config file gets the finished options instead of planning again
     [options_path] = [path for path in result.files if "/options-" in path]
-    assert result.env == {"ASGI_START_OPTIONS": options_path, start.FORK_GUARD_VARIABLE: "1"}
+    assert result.env == {"ASGI_START_OPTIONS": options_path}
     options = json.loads(result.files[options_path])
     assert options["workers"] == 2 and options["bind"] == ["0.0.0.0:80"]
     assert options["worker_class"] == "uvicorn_worker.UvicornWorker" and "logconfig_dict" in options
@@ -130,7 +133,7 @@ def test_a_replaced_default_is_the_users_own(app_dir, tmp_path_factory):
     (start_dir / "gunicorn_conf.py").write_text('bind = "0.0.0.0:8080"\n')
     result = plan(app_dir, {}, start_dir=start_dir)
     assert result.config_file == str(start_dir / "gunicorn_conf.py")
-    assert result.argv[3:5] == ["--config", f"{result.runtime_dir}/layered_config.py"]  # see prepare_runtime
+    assert result.argv[4:6] == ["--config", f"{result.runtime_dir}/layered_config.py"]  # see prepare_runtime
     options = json.loads(result.files[result.env["ASGI_START_OPTIONS"]])
     assert options["asgi_start_users_config"] == f"file:{start_dir / 'gunicorn_conf.py'}"
     assert result.bind == ["0.0.0.0:8080"] and result.worker_class == "uvicorn_worker.UvicornWorker"
@@ -173,7 +176,7 @@ def test_gunicorn_alone_passes_every_setting_through_gunicorn_cmd_args(app_dir):
     }
     (app_dir / "logs").mkdir()
     result = plan(app_dir, env)
-    assert result.argv == [sys.executable, "-m", "gunicorn", "main:app"]
+    assert result.argv == [*handed_over(result, "gunicorn", fork_guard=True), "main:app"]
     assert result.config_file is None
     assert result.env["GUNICORN_CMD_ARGS"] == (
         "--bind 127.0.0.1:8000 --workers 3 --worker-class uvicorn_worker.UvicornWorker "
@@ -257,7 +260,8 @@ def test_uvicorn_multi_worker_gets_a_prebound_nodelay_socket(app_dir):
     result = plan(app_dir, env, extra=["--loop", "asyncio"])
     assert result.prebind == "127.0.0.1:8001"
     assert result.argv == [
-        *(sys.executable, "-m", "uvicorn", "main:app", "--fd", "3", "--workers", "2"),
+        *handed_over(result, "uvicorn"),
+        *("main:app", "--fd", "3", "--workers", "2"),
         *("--log-config", start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]),
         *("--timeout-graceful-shutdown", "120", "--timeout-keep-alive", "5", "--loop", "asyncio"),
     ]
@@ -334,9 +338,7 @@ def test_hypercorn_with_config_file(app_dir, tmp_path_factory):
     (start_dir / "hypercorn_conf.py").write_text(DEFAULT_HYPERCORN_CONF)
     result = plan(app_dir, {"SERVER": "hypercorn"}, start_dir=start_dir)
     assert result.argv == [
-        sys.executable,
-        "-m",
-        "hypercorn",
+        *handed_over(result, "hypercorn"),
         "--config",
         f"file:{start_dir}/hypercorn_conf.py",
         "asgi_start:proxied_app()",  # the app behind the launcher's proxy-headers wrapper
@@ -379,7 +381,8 @@ def test_hypercorn_alone_with_tls_and_plain_http(app_dir):
     result = plan(app_dir, env)
     assert result.bind == ["127.0.0.1:8443", "127.0.0.1:8080", "127.0.0.1:8443"]
     assert result.argv == [
-        *(sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:8443", "--insecure-bind", "127.0.0.1:8080"),
+        *handed_over(result, "hypercorn"),
+        *("--bind", "127.0.0.1:8443", "--insecure-bind", "127.0.0.1:8080"),
         *("--workers", "2", "--worker-class", "uvloop"),
         *("--access-logfile", "-", "--access-logformat", start.HYPERCORN_ACCESS_FORMAT),
         *("--quic-bind", "127.0.0.1:8443"),
@@ -498,15 +501,15 @@ def test_gunicorn_marks_dead_workers_through_its_config_file(app_dir, tmp_path_f
     (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
     result = plan(app_dir, {"PROMETHEUS_MULTIPROC_DIR": "metrics"}, start_dir=start_dir)
     options = json.loads(result.files[result.env["ASGI_START_OPTIONS"]])
-    assert options["asgi_start_hooks"] == {"post_fork": "gunicorn_post_fork", "child_exit": "gunicorn_child_exit"}
+    assert options["asgi_start_hooks"] == {"child_exit": "gunicorn_child_exit"}
     assert result.metrics_dir == str(app_dir / "metrics") and result.warnings == []
     # without a config file, no hook can be set: said, not silently dropped
     [warning] = plan(app_dir, {"PROMETHEUS_MULTIPROC_DIR": "metrics"}).warnings
     assert "child_exit" in warning and "PROMETHEUS_MULTIPROC_DIR" in warning
     plain = plan(app_dir, {}, start_dir=start_dir)
-    assert json.loads(plain.files[plain.env["ASGI_START_OPTIONS"]])["asgi_start_hooks"] == {
-        "post_fork": "gunicorn_post_fork"
-    }
+    # booting workers are guarded by the hand-over's fork guard, not by a hook a user's post_fork could replace
+    assert json.loads(plain.files[plain.env["ASGI_START_OPTIONS"]])["asgi_start_hooks"] == {}
+    assert plain.argv[2] == "--fork-guard"
 
 
 # --- Granian -------------------------------------------------------------------
@@ -517,7 +520,8 @@ def test_granian_argv(app_dir):
     result = plan(app_dir, env, extra=["--http", "1"])
     log_file = start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]
     assert result.argv == [
-        *(sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "8003"),
+        *handed_over(result, "granian", fork_guard=True),
+        *("--interface", "asgi", "--host", "127.0.0.1", "--port", "8003"),
         *("--workers", "2", "--respawn-failed-workers", "--log-config", log_file),
         *("--access-log", "--access-log-fmt", start.GRANIAN_ACCESS_FORMAT),
         *("--workers-kill-timeout", "120", "--http1-header-read-timeout", "5000", "--log-level", "info"),
@@ -526,7 +530,6 @@ def test_granian_argv(app_dir):
     assert result.env == {
         start.WRAPPED_APP_VARIABLE: "main:app",
         start.TRUSTED_PROXIES_VARIABLE: "127.0.0.1",
-        start.FORK_GUARD_VARIABLE: "1",
     }
     assert (result.server, result.worker_class, result.config_file) == ("granian", "auto", None)
 
@@ -550,7 +553,7 @@ def test_granian_unix_socket_tls_and_converted_units(app_dir):
     }
     result = plan(app_dir, env)
     argv = result.argv
-    assert argv[5:7] == ["--uds", str(app_dir / "run/app.sock")] and "--host" not in argv
+    assert argv[6:8] == ["--uds", str(app_dir / "run/app.sock")] and "--host" not in argv
     assert "--no-access-log" in argv and "--access-log" not in argv and "--access-log-fmt" not in argv
     assert "--no-http1-keep-alive" in argv and "--http1-header-read-timeout" not in argv
     for flag, value in [

@@ -196,7 +196,7 @@ def test_runtime_module_is_the_server_side_section_and_stands_alone(tmp_path):
         "text_formatter",
         "access_path_filter",
         "granian_request_line_filter",
-        "interpreter_starts",
+        "hand_over",
         "proxied_app",
         "granian_app",
     ):
