@@ -48,7 +48,7 @@ from report import report, targets_report
 from targets import image_layout, targets_run
 
 
-def main() -> int:
+def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers-venv", required=True)
     parser.add_argument("--inboard-venv", help="the anchor's venv (not needed with --targets)")
@@ -100,8 +100,11 @@ def main() -> int:
     if args.output is None:
         args.output = os.path.join(BENCH, "TARGETS.md" if args.targets else "RESULTS.md")
     args.output = os.path.abspath(args.output)
-    cases.REPO = os.path.abspath(args.repo)
-    only = set(args.only.split(","))
+    return parser, args
+
+
+def select_cases(parser: argparse.ArgumentParser, args) -> None:
+    """--cases: switch off the launches whose name does not match; no anchor venv: no inboard launch."""
     if args.cases and not args.targets:
         for case in CASES:
             if not re.search(args.cases, case.name):
@@ -114,15 +117,12 @@ def main() -> int:
             if case.launcher == "inboard":
                 case.ttfr = case.load = False
 
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, on_signal)
-    started = time.perf_counter()
-    work = tempfile.mkdtemp(prefix="asgi-start-bench-")
-    # Measure one version of the launcher throughout: a snapshot of start.py and the config files
-    # (which load start.py from beside themselves), even if the work tree changes during the run.
-    # With --targets, the snapshot is what the Dockerfile puts in / (and compiles), run by its CMD.
+def snapshot_launcher(args, work: str):
+    """Measure one version of the launcher throughout: a snapshot of start.py and the config files
+    (which load start.py from beside themselves), even if the work tree changes during the run.
+    With --targets, the snapshot is what the Dockerfile puts in / (and compiles), run by its CMD.
+    Points cases.START_PY at it; returns the image layout (--targets) or None."""
     snapshot = os.path.join(work, "launcher")
     os.makedirs(snapshot)
     layout = None
@@ -135,59 +135,57 @@ def main() -> int:
         for name in cases.LAUNCHER_FILES:
             shutil.copy2(os.path.join(cases.REPO, name), snapshot)
         cases.START_PY = os.path.join(snapshot, "start.py")
-    runner = Runner(args, work, layout)
-    res: dict = {}
-    info: dict | None = None
-    cgroup = None
-    status = 0
-    try:
-        info = machine(args)
-        if args.targets:
-            log(f"targets of issue 8: {args.rounds} interleaved rounds" + (" (quick)" if quick else ""))
-            res["targets"] = targets_run(runner, args)
-            only = set()
-        if "1" in only:
-            log("case 1: launch overhead (hyperfine, -X importtime)")
-            res["launch"] = case1_launch(runner, args)
-        if "2" in only:
-            log("case 2: time to first 200")
-            res["ttfr"] = case2_ttfr(runner, args)
-        if "3" in only or "5" in only:
-            if "5" in only:
-                try:
-                    cgroup = cgroup_create(args)
-                except OSError as error:
-                    res["quota_skipped"] = f"cannot create a cgroup: {error}"
-                if cgroup is None and "quota_skipped" not in res:
-                    res["quota_skipped"] = "needs root and a writable cgroup v1 cpu hierarchy at " + CGROUP_CPU
-            if "3" not in only:
-                for case in CASES:
-                    case.load = case.load and case.group == "quota"
-            if cgroup is None:
-                for case in CASES:
-                    case.load = case.load and case.group != "quota"
-            log("cases 3-5: throughput, latency, memory" + (f", CPU quota in {cgroup}" if cgroup else ""))
-            res["load"] = case3_load(runner, args, cgroup)
-        if "6" in only and FIGURES:
-            log("case 6: measured figures")
-            res["figures"] = case6_figures(runner, args)
-    except BaseException as error:
-        log(f"bench: stopped: {error!r}")
-        status = 1
-    finally:
-        kill_all_groups()
-        if cgroup:
+    return layout
+
+
+def run_cases(runner: Runner, args, res: dict, cgroups: list[str]) -> None:
+    """The selected cases (--only) or the targets, into `res`; a cgroup made for case 5 is added to
+    `cgroups` as soon as it exists, so that main() removes it whatever happens."""
+    only = set(args.only.split(","))
+    if args.targets:
+        log(f"targets of issue 8: {args.rounds} interleaved rounds" + (" (quick)" if args.quick else ""))
+        res["targets"] = targets_run(runner, args)
+        only = set()
+    if "1" in only:
+        log("case 1: launch overhead (hyperfine, -X importtime)")
+        res["launch"] = case1_launch(runner, args)
+    if "2" in only:
+        log("case 2: time to first 200")
+        res["ttfr"] = case2_ttfr(runner, args)
+    if "3" in only or "5" in only:
+        cgroup = None
+        if "5" in only:
             try:
-                cgroup_remove(cgroup)
-            except (OSError, RuntimeError) as error:
-                log(f"bench: {error}")
-                status = 1
-    elapsed = time.perf_counter() - started
-    if info:
-        info["loadavg_end"] = " ".join(read_text("/proc/loadavg").split()[:3])
-        if sha256_of(os.path.join(cases.REPO, "start.py")) != info["start_sha256"][:16]:
-            info["start_sha256"] += " (start.py in the work tree changed during the run; the run used this snapshot)"
-        info["cpu_pressure_end"] = read_text("/proc/pressure/cpu").split("\n")[0].replace("some ", "")
+                cgroup = cgroup_create(args)
+            except OSError as error:
+                res["quota_skipped"] = f"cannot create a cgroup: {error}"
+            if cgroup:
+                cgroups.append(cgroup)
+            if cgroup is None and "quota_skipped" not in res:
+                res["quota_skipped"] = "needs root and a writable cgroup v1 cpu hierarchy at " + CGROUP_CPU
+        if "3" not in only:
+            for case in CASES:
+                case.load = case.load and case.group == "quota"
+        if cgroup is None:
+            for case in CASES:
+                case.load = case.load and case.group != "quota"
+        log("cases 3-5: throughput, latency, memory" + (f", CPU quota in {cgroup}" if cgroup else ""))
+        res["load"] = case3_load(runner, args, cgroup)
+    if "6" in only and FIGURES:
+        log("case 6: measured figures")
+        res["figures"] = case6_figures(runner, args)
+
+
+def finish_machine(info: dict) -> None:
+    info["loadavg_end"] = " ".join(read_text("/proc/loadavg").split()[:3])
+    if sha256_of(os.path.join(cases.REPO, "start.py")) != info["start_sha256"][:16]:
+        info["start_sha256"] += " (start.py in the work tree changed during the run; the run used this snapshot)"
+    info["cpu_pressure_end"] = read_text("/proc/pressure/cpu").split("\n")[0].replace("some ", "")
+
+
+def write_outputs(args, info: dict | None, res: dict, status: int, work: str, elapsed: float, layout) -> None:
+    """The raw JSON (beside the output, or partial.json in the work directory after an error), then the
+    Markdown: written on success, printed in any case."""
     raw = os.path.splitext(args.output)[0] + ".json" if status == 0 else os.path.join(work, "partial.json")
     with open(raw, "w") as file:
         json.dump({"machine": info, "results": res}, file, indent=1, default=str)
@@ -200,6 +198,43 @@ def main() -> int:
             file.write(text)
         log(f"bench: wrote {os.path.relpath(args.output)} in {elapsed / 60:.1f} min")
     print(text)
+
+
+def main() -> int:
+    parser, args = parse_args()
+    cases.REPO = os.path.abspath(args.repo)
+    select_cases(parser, args)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.perf_counter()
+    work = tempfile.mkdtemp(prefix="asgi-start-bench-")
+    layout = snapshot_launcher(args, work)
+    runner = Runner(args, work, layout)
+    res: dict = {}
+    info: dict | None = None
+    cgroups: list[str] = []
+    status = 0
+    try:
+        info = machine(args)
+        run_cases(runner, args, res, cgroups)
+    except BaseException as error:
+        log(f"bench: stopped: {error!r}")
+        status = 1
+    finally:
+        kill_all_groups()
+        for cgroup in cgroups:
+            try:
+                cgroup_remove(cgroup)
+            except (OSError, RuntimeError) as error:
+                log(f"bench: {error}")
+                status = 1
+    elapsed = time.perf_counter() - started
+    if info:
+        finish_machine(info)
+    write_outputs(args, info, res, status, work, elapsed, layout)
     if args.keep_work or status:
         log(f"bench: logs kept in {work}")
     else:
