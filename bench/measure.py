@@ -48,37 +48,48 @@ def case1_launch(runner: Runner, args) -> dict:
         "start": [runner.py, cases.START_PY, "--dry-run"],
         "module": [runner.py, "-m", "start", "--dry-run"],
     }
-    names = list(commands)
-    result = {"servers": {}}
+    result: dict = {"servers": {}}
     for server in SERVERS:
         env_s = dict(env, SERVER=server, PYTHONPATH=module_dir)
-        times: dict[str, list[float]] = {name: [] for name in names}
-        cpu: dict[str, list[float]] = {}
-        extra_per_round = []
-        for r in range(args.launch_rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]  # rotate: each command leads once
-            measured = hyperfine(
-                [commands[n] for n in order], env_s, args.launch_runs, 3, os.path.join(runner.work, "hf.json")
-            )
-            per = {name: run["times"] for name, run in zip(order, measured)}
-            for name, run in zip(order, measured):
-                times[name] += run["times"]
-                cpu.setdefault(name, []).append(run["user"] + run["system"])
-            extra_per_round.append((statistics.median(per["start"]) - statistics.median(per["bare"])) * 1000)
-        bare = statistics.median(times["bare"])
-        result["servers"][server] = {
-            "start_ms": statistics.median(times["start"]) * 1000,
-            "bare_ms": bare * 1000,
-            "module_ms": statistics.median(times["module"]) * 1000,
-            "extra_ms": (statistics.median(times["start"]) - bare) * 1000,
-            "module_extra_ms": (statistics.median(times["module"]) - bare) * 1000,
-            "extra_round_ms": extra_per_round,
-            "runs": len(times["start"]),
-            "cpu_extra_ms": (statistics.median(cpu["start"]) - statistics.median(cpu["bare"])) * 1000,
-            "module_cpu_extra_ms": (statistics.median(cpu["module"]) - statistics.median(cpu["bare"])) * 1000,
-        }
+        result["servers"][server] = launch_overhead(runner, args, commands, env_s)
+    result["imports"], result["imports_base_count"] = dry_run_imports(runner, env)
+    return result
 
-    # what start.py imports beyond the bare interpreter (-X importtime), for --dry-run
+
+def launch_overhead(runner: Runner, args, commands: dict[str, list[str]], env: dict) -> dict:
+    """hyperfine rounds of the commands (order rotated: each leads once); wall and CPU medians."""
+    names = list(commands)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {}
+    extra_per_round = []
+    for r in range(args.launch_rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: each command leads once
+        measured = hyperfine(
+            [commands[n] for n in order], env, args.launch_runs, 3, os.path.join(runner.work, "hf.json")
+        )
+        per = {name: run["times"] for name, run in zip(order, measured)}
+        for name, run in zip(order, measured):
+            times[name] += run["times"]
+            cpu.setdefault(name, []).append(run["user"] + run["system"])
+        extra_per_round.append((statistics.median(per["start"]) - statistics.median(per["bare"])) * 1000)
+    bare = statistics.median(times["bare"])
+    return {
+        "start_ms": statistics.median(times["start"]) * 1000,
+        "bare_ms": bare * 1000,
+        "module_ms": statistics.median(times["module"]) * 1000,
+        "extra_ms": (statistics.median(times["start"]) - bare) * 1000,
+        "module_extra_ms": (statistics.median(times["module"]) - bare) * 1000,
+        "extra_round_ms": extra_per_round,
+        "runs": len(times["start"]),
+        "cpu_extra_ms": (statistics.median(cpu["start"]) - statistics.median(cpu["bare"])) * 1000,
+        "module_cpu_extra_ms": (statistics.median(cpu["module"]) - statistics.median(cpu["bare"])) * 1000,
+    }
+
+
+def dry_run_imports(runner: Runner, env: dict) -> tuple[dict, int]:
+    """What start.py --dry-run imports beyond the bare interpreter (-X importtime), per SERVER (median
+    of 5 totals), and how many modules the bare interpreter imports."""
+
     def imports(argv, extra):
         done = subprocess.run(
             [runner.py, "-X", "importtime", *argv],
@@ -91,7 +102,7 @@ def case1_launch(runner: Runner, args) -> dict:
         return import_times(done.stderr)
 
     base = set(imports(["-c", "pass"], {}))
-    result["imports"] = {}
+    result = {}
     for server in SERVERS:
         totals, mods = [], {}
         for _ in range(5):
@@ -99,13 +110,12 @@ def case1_launch(runner: Runner, args) -> dict:
                 m: t for m, t in imports([cases.START_PY, "--dry-run"], {"SERVER": server}).items() if m not in base
             }
             totals.append(sum(t[0] for t in mods.values()))
-        result["imports"][server] = {
+        result[server] = {
             "modules": sorted(mods),
             "total_us": statistics.median(totals),
             "forbidden": sorted(m for m in mods if m.split(".")[0] in FORBIDDEN_IMPORTS),
         }
-    result["imports_base_count"] = len(base)
-    return result
+    return result, len(base)
 
 
 def case2_ttfr(runner: Runner, args) -> dict:

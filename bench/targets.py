@@ -84,41 +84,64 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), [*line.split(None, 1), ""][1].strip()) for line in joined]
 
 
-def image_layout(repo: str, snapshot: str, python: str) -> ImageLayout:
-    layout = ImageLayout()
-    dockerfile = os.path.join(repo, "Dockerfile")
-    copied: dict[str, str] = {}  # path in the image -> path in the repository
-    raw_env: dict[str, str] = {}
-    compile_runs: list[str] = []
-    cmd = ""
-    workdir = "/"
-    for keyword, rest in dockerfile_instructions(read_text(dockerfile)):
+def read_dockerfile(repo: str) -> dict:
+    """The Dockerfile's facts about the launcher: the files it copies to / (image path -> repository
+    path), its PYTHON* variables, its RUN commands, its CMD and its last WORKDIR."""
+    facts: dict = {"copied": {}, "env": {}, "runs": [], "cmd": "", "workdir": "/"}
+    for keyword, rest in dockerfile_instructions(read_text(os.path.join(repo, "Dockerfile"))):
         if keyword == "WORKDIR":
-            workdir = rest
+            facts["workdir"] = rest
         elif keyword == "ENV":
             for token in shlex.split(rest):
                 key, sep, value = token.partition("=")
                 if sep and key.startswith("PYTHON"):
-                    raw_env[key] = value
+                    facts["env"][key] = value
         elif keyword == "COPY":
-            tokens = shlex.split(rest)
-            if any(t.startswith("--from") for t in tokens):
-                continue
-            tokens = [t for t in tokens if not t.startswith("--")]
-            if len(tokens) < 2:
-                continue
-            *sources, dest = tokens
-            for source in sources:
-                if not os.path.isfile(os.path.join(repo, source)):
-                    continue
-                if dest == "/":
-                    copied["/" + os.path.basename(source)] = source
-                elif dest.startswith("/") and dest.count("/") == 1 and len(sources) == 1:
-                    copied[dest] = source
+            facts["copied"].update(copied_files(repo, shlex.split(rest)))
         elif keyword == "RUN":
-            compile_runs.append(rest)
+            facts["runs"].append(rest)
         elif keyword == "CMD":
-            cmd = rest
+            facts["cmd"] = rest
+    return facts
+
+
+def copied_files(repo: str, tokens: list[str]) -> dict[str, str]:
+    """A COPY's repository files that land directly in / (image path -> repository path)."""
+    if any(t.startswith("--from") for t in tokens):
+        return {}
+    tokens = [t for t in tokens if not t.startswith("--")]
+    if len(tokens) < 2:
+        return {}
+    copied = {}
+    *sources, dest = tokens
+    for source in sources:
+        if not os.path.isfile(os.path.join(repo, source)):
+            continue
+        if dest == "/":
+            copied["/" + os.path.basename(source)] = source
+        elif dest.startswith("/") and dest.count("/") == 1 and len(sources) == 1:
+            copied[dest] = source
+    return copied
+
+
+def shell_commands(run: str) -> list[list[str]]:
+    """A RUN's commands, split at &&, ; and ||."""
+    lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    parts: list[list[str]] = [[]]
+    for token in lexer:
+        if token in ("&&", ";", "||"):
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return parts
+
+
+def image_layout(repo: str, snapshot: str, python: str) -> ImageLayout:
+    layout = ImageLayout()
+    dockerfile = os.path.join(repo, "Dockerfile")
+    facts = read_dockerfile(repo)
+    copied = facts["copied"]
     if not copied:
         layout.notes.append(f"no launcher COPY to / found in {dockerfile}: using {', '.join(cases.LAUNCHER_FILES)}")
         copied = {"/" + name: name for name in cases.LAUNCHER_FILES}
@@ -134,19 +157,18 @@ def image_layout(repo: str, snapshot: str, python: str) -> ImageLayout:
     def to_snapshot(text: str) -> str:
         return image_paths.sub(lambda m: os.path.join(snapshot, m.group(1)[1:]), text)
 
-    # The build steps on the launcher files: each `python ...` command of a RUN that names one of them
-    # (compileall, py_compile, ...), run with the servers' interpreter on the snapshot. Other commands
-    # (useradd, venv, pip) are not the launcher's and are not run.
-    for run in compile_runs:
-        lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        parts: list[list[str]] = [[]]
-        for token in lexer:
-            if token in ("&&", ";", "||"):
-                parts.append([])
-            else:
-                parts[-1].append(token)
-        for tokens in parts:
+    run_build_steps(layout, facts["runs"], image_paths, to_snapshot, python, snapshot)
+    set_cmd(layout, facts["cmd"], to_snapshot, python, snapshot, dockerfile)
+    layout.env = image_env(facts["env"], facts["workdir"], snapshot, layout.notes)
+    return layout
+
+
+def run_build_steps(layout: ImageLayout, runs: list[str], image_paths, to_snapshot, python: str, snapshot: str):
+    """The build steps on the launcher files: each `python ...` command of a RUN that names one of them
+    (compileall, py_compile, ...), run with the servers' interpreter on the snapshot. Other commands
+    (useradd, venv, pip) are not the launcher's and are not run."""
+    for run in runs:
+        for tokens in shell_commands(run):
             if not tokens or not any(image_paths.search(t) for t in tokens):
                 continue
             if not os.path.basename(tokens[0]).startswith("python"):
@@ -160,6 +182,10 @@ def image_layout(repo: str, snapshot: str, python: str) -> ImageLayout:
                 cwd=snapshot,
             )
             layout.compiled.append(" ".join(["python", *tokens[1:]]))
+
+
+def set_cmd(layout: ImageLayout, cmd: str, to_snapshot, python: str, snapshot: str, dockerfile: str) -> None:
+    """The image's CMD as the start command: "python" -> the servers' interpreter, "/x" -> snapshot/x."""
     if cmd:
         argv = json.loads(cmd) if cmd.startswith("[") else shlex.split(cmd)
         layout.cmd_image = shlex.join(argv)
@@ -171,6 +197,12 @@ def image_layout(repo: str, snapshot: str, python: str) -> ImageLayout:
         layout.notes.append(f"no usable exec-form CMD in {dockerfile}: using python /start.py")
         layout.cmd_image = "python /start.py"
         layout.cmd = [python, os.path.join(snapshot, "start.py")]
+
+
+def image_env(raw_env: dict[str, str], workdir: str, snapshot: str, notes: list[str]) -> dict[str, str]:
+    """The image's PYTHON* variables here (PYTHONPATH: WORKDIR -> bench/app, / -> the snapshot), and
+    PYTHONDONTWRITEBYTECODE=1."""
+    env = {}
     for key, value in raw_env.items():
         if key == "PYTHONPATH":
             parts = []
@@ -180,13 +212,13 @@ def image_layout(repo: str, snapshot: str, python: str) -> ImageLayout:
                 elif entry == "/":
                     parts.append(snapshot)
                 elif entry:
-                    layout.notes.append(f"PYTHONPATH entry {entry} of the image has no counterpart here: dropped")
+                    notes.append(f"PYTHONPATH entry {entry} of the image has no counterpart here: dropped")
             if parts:
-                layout.env[key] = ":".join(parts)
+                env[key] = ":".join(parts)
         else:
-            layout.env[key] = value
-    layout.env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return layout
+            env[key] = value
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
 
 
 # Installed as sitecustomize.py (its directory first on PYTHONPATH) in the import-time launches only.
@@ -343,6 +375,21 @@ def import_probe(runner: Runner, case: Case, probe_dir: str) -> dict:
         server.stop(grace=2.0)
     names = module_names_under(tmpdir["path"]) | module_names_under(snapshot)
     configs = {name for name in os.listdir(snapshot) if ImageLayout.is_config(name)}
+    procs = read_probe(out)
+    for _token, _meta, events in procs:
+        names |= {e["name"].split(".")[0] for e in events if e["via_import"]}
+    result = {"argv": argv, "expected_workers": workers, "processes": [], "launcher_names": sorted(names)}
+    for token, meta, events in procs:
+        stderr = read_text(os.path.join(out, f"stderr-{token}.txt"))
+        process = probe_process(meta, events, stderr, names, configs)
+        process.update(role=probe_role(meta, root, argv), alive_at_end=meta["pid"] in alive)
+        result["processes"].append(process)
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def read_probe(out: str) -> list[tuple[str, dict, list[dict]]]:
+    """(token, meta, load events) per process the probe saw, in the order of their files' names."""
     procs = []
     for entry in sorted(os.listdir(out)):
         if not entry.startswith("meta-"):
@@ -350,54 +397,50 @@ def import_probe(runner: Runner, case: Case, probe_dir: str) -> dict:
         token = entry[5:-4]
         meta = ast.literal_eval(read_text(os.path.join(out, entry)))  # a repr() the probe wrote
         events = [ast.literal_eval(line) for line in read_text(os.path.join(out, f"events-{token}.txt")).splitlines()]
-        names |= {e["name"].split(".")[0] for e in events if e["via_import"]}
         procs.append((token, meta, events))
-    result = {"argv": argv, "expected_workers": workers, "processes": [], "launcher_names": sorted(names)}
-    for token, meta, events in procs:
-        argv_text = " ".join(meta["argv"])
-        if meta["pid"] == root and meta["argv"] == list(argv):
-            role = "launcher"  # start.py itself before its exec: measured by the --dry-run target
-        elif "resource_tracker" in argv_text or "forkserver" in argv_text:
-            role = "helper"
-        elif meta["pid"] == root:
-            role = "master"
-        else:
-            role = "worker"
-        lines = importtime_lines(read_text(os.path.join(out, f"stderr-{token}.txt")))
-        top = outermost(lines, names)
-        importtime_us = sum(line[1] for line in top)
-        plain = [e for e in events if os.path.basename(e["file"]) not in configs]
-        plain_names = {e["name"] for e in plain}
-        probe_us = sum(e["cum_ns"] for e in plain if not plain_names.intersection(e["outer"])) / 1000
-        config = [
-            {
-                "file": os.path.basename(e["file"]),
-                "cum_us": e["cum_ns"] / 1000,
-                "self_us": e["self_ns"] / 1000,
-                "nested_launcher_us": sum(p["cum_ns"] for p in plain if p["outer"][-1:] == [e["name"]]) / 1000,
-            }
-            for e in events
-            if os.path.basename(e["file"]) in configs
-        ]
-        result["processes"].append(
-            {
-                "pid": meta["pid"],
-                "role": role,
-                "forked": meta["forked"],
-                "alive_at_end": meta["pid"] in alive,
-                "argv": argv_text[:160],
-                "importtime_modules": [(name, cum, own) for own, cum, _d, name in top],
-                "importtime_us": importtime_us,
-                "probe_modules": [
-                    (e["name"], os.path.basename(e["file"]), e["cum_ns"] / 1000, e["via_import"]) for e in plain
-                ],
-                "probe_us": probe_us,
-                "launcher_us": max(importtime_us, probe_us),
-                "config": config,
-            }
-        )
-    shutil.rmtree(out, ignore_errors=True)
-    return result
+    return procs
+
+
+def probe_role(meta: dict, root: int, argv: list[str]) -> str:
+    argv_text = " ".join(meta["argv"])
+    if meta["pid"] == root and meta["argv"] == list(argv):
+        return "launcher"  # start.py itself before its exec: measured by the --dry-run target
+    if "resource_tracker" in argv_text or "forkserver" in argv_text:
+        return "helper"
+    return "master" if meta["pid"] == root else "worker"
+
+
+def probe_process(meta: dict, events: list[dict], stderr: str, names: set[str], configs: set[str]) -> dict:
+    """One process's launcher code: the -X importtime cumulative time of its outermost launcher modules,
+    the probe's time for the launcher loads that are not a config file, and each config file's load."""
+    top = outermost(importtime_lines(stderr), names)
+    importtime_us = sum(line[1] for line in top)
+    plain = [e for e in events if os.path.basename(e["file"]) not in configs]
+    plain_names = {e["name"] for e in plain}
+    probe_us = sum(e["cum_ns"] for e in plain if not plain_names.intersection(e["outer"])) / 1000
+    config = [
+        {
+            "file": os.path.basename(e["file"]),
+            "cum_us": e["cum_ns"] / 1000,
+            "self_us": e["self_ns"] / 1000,
+            "nested_launcher_us": sum(p["cum_ns"] for p in plain if p["outer"][-1:] == [e["name"]]) / 1000,
+        }
+        for e in events
+        if os.path.basename(e["file"]) in configs
+    ]
+    return {
+        "pid": meta["pid"],
+        "role": None,
+        "forked": meta["forked"],
+        "alive_at_end": None,
+        "argv": " ".join(meta["argv"])[:160],
+        "importtime_modules": [(name, cum, own) for own, cum, _d, name in top],
+        "importtime_us": importtime_us,
+        "probe_modules": [(e["name"], os.path.basename(e["file"]), e["cum_ns"] / 1000, e["via_import"]) for e in plain],
+        "probe_us": probe_us,
+        "launcher_us": max(importtime_us, probe_us),
+        "config": config,
+    }
 
 
 def dryrun_round(runner: Runner, server: str, pairs: int, r: int) -> dict:
