@@ -6,7 +6,7 @@ Run it through `bash bench/run.sh` (which makes the pinned venvs). Standard libr
 Rules kept throughout:
 - every number that is compared is a ratio between runs of the same run of this script, with
   interleaved repetitions (round r runs A B C ..., round r+1 runs ... C B A) and medians;
-- load goes to 127.0.0.1 only (HOST below), from wrk, bounded in time; every poll loop has a deadline;
+- load goes to 127.0.0.1 only (procs.HOST), from wrk, bounded in time; every poll loop has a deadline;
 - every server is started in its own session (process group) and stopped by that group's id;
   groups still alive at exit, on error or on Ctrl-C are killed; the cgroup made for case 5 is removed.
 
