@@ -32,7 +32,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench
+import cases
+import procs
+from launch import Runner
 
 VARIANTS_SOURCE = """
 import asgi_start
@@ -82,49 +84,49 @@ def main() -> int:
     args = parser.parse_args()
     args.threads, args.warmup, args.inboard_venv = 1, 1, None
     work = tempfile.mkdtemp(prefix="asgi-start-wrapper-")
-    bench.START_PY = os.path.join(work, "start.py")
-    with open(os.path.join(bench.REPO, "start.py")) as src, open(bench.START_PY, "w") as dst:
+    cases.START_PY = os.path.join(work, "start.py")
+    with open(os.path.join(cases.REPO, "start.py")) as src, open(cases.START_PY, "w") as dst:
         dst.write(src.read())
-    runner = bench.Runner(args, work)
+    runner = Runner(args, work)
     directory = runner.wrapper_dir()
     with open(os.path.join(directory, "variants.py"), "w") as file:
         file.write(VARIANTS_SOURCE)
-    case = bench.Case("granian direct ACCESS_LOG=''", "granian", "direct", "granian", bench.NO_LOG)
+    case = cases.Case("granian direct ACCESS_LOG=''", "granian", "direct", "granian", cases.NO_LOG)
     servers, ports, data = {}, {}, {name: [] for name in VARIANTS}
     started = time.perf_counter()
     try:
         for name, target in VARIANTS.items():
-            ports[name] = bench.free_port()
+            ports[name] = procs.free_port()
             argv, env, _ = runner.command(case, ports[name])
             argv = [*argv[:-1], *target]
             env = dict(env, PYTHONPATH=directory, ASGI_START_APP="main:app")
-            servers[name] = bench.Server(argv, env)
-            bench.wait_first_200(servers[name], ports[name])
-            bench.assert_loopback_only(ports[name])
+            servers[name] = procs.Server(argv, env)
+            procs.wait_first_200(servers[name], ports[name])
+            procs.assert_loopback_only(ports[name])
         for name in VARIANTS:
-            bench.settle_tree(servers[name], quiet=0.5)
-            bench.wrk(ports[name], "/", 1, args)
+            procs.settle_tree(servers[name], quiet=0.5)
+            procs.wrk(ports[name], "/", 1, args)
         names = list(VARIANTS)
         for r in range(args.rounds):
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order + order[::-1]:
-                before = bench.cpu_snapshot(servers[name].proc.pid)
-                run = bench.wrk(ports[name], "/", 1, args)
-                after = bench.cpu_snapshot(servers[name].proc.pid)
+                before = procs.cpu_snapshot(servers[name].proc.pid)
+                run = procs.wrk(ports[name], "/", 1, args)
+                after = procs.cpu_snapshot(servers[name].proc.pid)
                 data[name].append(
                     {
                         "round": r,
                         "rps": run["rps"],
                         "cpu_us": (after[2] - before[2]) / max(1, run["requests"]) * 1e6,
-                        "foreign": bench.foreign_cpu_share(before, after),
+                        "foreign": procs.foreign_cpu_share(before, after),
                         "errors": run["non2xx"] + run["socket_errors"],
                     }
                 )
-            bench.log(f"round {r + 1}: " + ", ".join(f"{n} {data[n][-1]['rps']:.0f}" for n in names))
+            procs.log(f"round {r + 1}: " + ", ".join(f"{n} {data[n][-1]['rps']:.0f}" for n in names))
     finally:
         for server in servers.values():
             server.stop()
-        bench.kill_all_groups()
+        procs.kill_all_groups()
 
     def per_round(name, key):
         return [
@@ -136,7 +138,7 @@ def main() -> int:
     print(
         f"granian {len(VARIANTS)} variants, {args.rounds} rounds of 2 × 1 s bursts each, {time.perf_counter() - started:.0f} s"
     )
-    print(f"load average at end: {bench._read('/proc/loadavg').split()[:3]}")
+    print(f"load average at end: {procs.read_text('/proc/loadavg').split()[:3]}")
     print(
         "| served target | req/s median | req/s / app (min … max) | CPU µs/req median | CPU/req − app µs (min … max) | CPU/req / app | other CPU | errors |"
     )
