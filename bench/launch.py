@@ -18,6 +18,17 @@ from cases import Case
 from procs import APP_DIR, HOST, Server, join_cgroup
 
 
+def as_python_m(argv: list[str]) -> list[str]:
+    """start.py's argv, `python RUNTIME/hand_over.py [--fork-guard] SERVER ARGS...`, as the `python -m SERVER
+    ARGS...` it amounts to: what someone would type to run the server by hand."""
+    if len(argv) < 2 or not argv[1].endswith("/hand_over.py"):
+        return list(argv)
+    rest = argv[2:]
+    if rest[:1] == ["--fork-guard"]:
+        rest = rest[1:]
+    return [argv[0], "-m", *rest]
+
+
 def without_generated(argv: list[str], generated: list[str]) -> list[str]:
     """argv minus every value naming a file start.py generates (and the flag before it)."""
     out: list[str] = []
@@ -141,7 +152,7 @@ class Runner:
         # (its logging configuration), so the server logs with its own defaults
         plan = self.dry_run(case, port, os.path.join(self.alone, "start.py"))
         generated = [p for p in [plan.get("runtime_dir"), *plan.get("files", [])] if p]
-        argv = without_generated(plan["argv"], generated)
+        argv = without_generated(as_python_m(plan["argv"]), generated)
         if case.server == "gunicorn" and "GUNICORN_CMD_ARGS" in plan["env"]:
             # GUNICORN_CMD_ARGS (start.py alone) -> the same flags on the command line
             argv = argv[:3] + without_generated(shlex.split(plan["env"]["GUNICORN_CMD_ARGS"]), generated) + argv[3:]
