@@ -769,23 +769,19 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
             problems.append(
                 f"INSECURE_BIND={','.join(settings.insecure_bind)!r} is a plain-HTTP listener and USE_TCP=false says there is none: unset one of them"
             )
-        if settings.worker_class and settings.worker_class not in HYPERCORN_WORKER_CLASSES:
-            problems.append(
-                f"WORKER_CLASS={settings.worker_class!r} is not valid for SERVER=hypercorn; expected one of {' '.join(HYPERCORN_WORKER_CLASSES)}"
-            )
     elif settings.use_ssl and settings.use_tcp:
         problems.append(f"USE_TCP=true (plain HTTP beside TLS) works only with SERVER=hypercorn, not {server}")
-    if server in ("uvicorn", "granian") and settings.bind and len(settings.bind) > 1:
+    profile = PROFILES[server]
+    if profile.single_bind and settings.bind and len(settings.bind) > 1:
         problems.append(f"BIND={','.join(settings.bind)!r}: SERVER={server} binds one address only")
-    if server == "granian":
-        if any(address.startswith("fd://") for address in settings.bind or ()):
-            problems.append(
-                f"BIND={','.join(settings.bind or ())!r}: SERVER=granian cannot take a listening socket (fd://); give HOST:PORT or unix:PATH"
-            )
-        if settings.worker_class and settings.worker_class not in GRANIAN_LOOPS:
-            problems.append(
-                f"WORKER_CLASS={settings.worker_class!r} is not valid for SERVER=granian; expected one of its event loops: {' '.join(GRANIAN_LOOPS)}"
-            )
+    if not profile.takes_fd and any(address.startswith("fd://") for address in settings.bind or ()):
+        problems.append(
+            f"BIND={','.join(settings.bind or ())!r}: SERVER={server} cannot take a listening socket (fd://); give HOST:PORT or unix:PATH"
+        )
+    if settings.worker_class and profile.worker_classes and settings.worker_class not in profile.worker_classes:
+        problems.append(
+            f"WORKER_CLASS={settings.worker_class!r} is not valid for SERVER={server}; expected one of {profile.worker_class_words}: {' '.join(profile.worker_classes)}"
+        )
     for name in ("RELOAD_INCLUDES", "RELOAD_EXCLUDES", "RELOAD_DELAY"):
         if name in settings.given and not settings.with_reload:
             problems.append(f"{name} needs WITH_RELOAD=true")
@@ -1271,11 +1267,6 @@ HYPERCORN_ACCESS_FORMAT = '%(h)s - "%(m)s %(Uq)s HTTP/%(H)s" %(s)s'
 # Granian's atoms have the path and the query apart; granian_request_line_filter joins them.
 GRANIAN_ACCESS_FORMAT = '%(addr)s - "%(method)s %(path)s %(protocol)s" %(status)d'
 
-# `_granian` is Granian's main logger; its workers log as `_granian.serve` and `_granian.utils`.
-ERROR_LOGGERS = ("gunicorn.error", "uvicorn", "hypercorn.error", "_granian")
-# The error loggers whose level the server sets itself, from its `loglevel` setting.
-SELF_LEVELLED_LOGGERS = ("gunicorn.error", "hypercorn.error")
-
 
 def to_json(value: Any, indent: int | None = None, sort_keys: bool = False, _depth: int = 0) -> str:
     """JSON for start.py's own output, without importing json (which brings re and enum along).
@@ -1346,14 +1337,13 @@ def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
         if settings.log_filters:
             handlers["access"]["filters"] = ["paths"]
     level = settings.log_level.upper()
-    loggers: dict[str, Any] = {
-        name: {"level": level, "handlers": ["error"], "propagate": False} for name in ERROR_LOGGERS
-    }
-    for name in SELF_LEVELLED_LOGGERS:
-        # The server sets this logger's level from its own `loglevel` (LOG_LEVEL unless GUNICORN_CMD_ARGS
-        # or the user's config file says otherwise) just before it applies this dictionary; a level here
-        # would overrule theirs. Uvicorn's worker under Gunicorn copies gunicorn.error's level.
-        del loggers[name]["level"]
+    loggers: dict[str, Any] = {}
+    for profile in PROFILES.values():
+        # A server that sets its logger's level from its own `loglevel` (LOG_LEVEL unless GUNICORN_CMD_ARGS
+        # or the user's config file says otherwise) does so just before it applies this dictionary; a level
+        # here would overrule theirs. Uvicorn's worker under Gunicorn copies gunicorn.error's level.
+        levelled = {} if profile.self_levelled else {"level": level}
+        loggers[profile.error_logger] = {**levelled, "handlers": ["error"], "propagate": False}
     # The access log is its own switch (ACCESS_LOG), whatever LOG_LEVEL says; without a
     # handler and without propagation, Uvicorn does not even build the record.
     loggers.update(
@@ -2176,11 +2166,77 @@ def is_encrypted_key(path: str) -> bool:
         return False
 
 
-PLANNERS: dict[str, Callable[[Settings, Facts, App, list[str]], Launch]] = {
-    "gunicorn": plan_gunicorn,
-    "uvicorn": plan_uvicorn,
-    "hypercorn": plan_hypercorn,
-    "granian": plan_granian,
+class Profile:
+    """What start.py knows of one server, in one place (the table's column says what each setting becomes):
+    its name in messages, its loggers, the limits checked before planning, what happens when a worker
+    dies, and its planner. A fifth server is one more column of the table, one profile and its planner,
+    and its workarounds in the runtime section."""
+
+    __slots__ = (
+        "access_logger",
+        "error_logger",
+        "plan",
+        "replaces_dead_workers",
+        "self_levelled",
+        "single_bind",
+        "takes_fd",
+        "title",
+        "worker_class_words",
+        "worker_classes",
+    )
+
+    def __init__(
+        self,
+        title: str,
+        plan: Callable[[Settings, Facts, App, list[str]], Launch],
+        error_logger: str,
+        access_logger: str,
+        replaces_dead_workers: bool,
+        self_levelled: bool = False,
+        single_bind: bool = False,
+        takes_fd: bool = True,
+        worker_classes: tuple[str, ...] = (),
+        worker_class_words: str = "",
+    ) -> None:
+        self.title = title
+        self.plan = plan
+        self.error_logger = error_logger  # its server records; `self_levelled`: it sets the level from its loglevel
+        self.access_logger = access_logger
+        self.self_levelled = self_levelled
+        self.replaces_dead_workers = replaces_dead_workers
+        self.single_bind = single_bind  # BIND takes one address
+        self.takes_fd = takes_fd  # BIND=fd://N works
+        self.worker_classes = worker_classes  # WORKER_CLASS's choices; empty: checked by the planner
+        self.worker_class_words = worker_class_words
+
+
+PROFILES = {
+    "gunicorn": Profile(
+        "Gunicorn (Uvicorn workers)", plan_gunicorn, "gunicorn.error", "gunicorn.access", True, self_levelled=True
+    ),
+    "uvicorn": Profile("Uvicorn", plan_uvicorn, "uvicorn", "uvicorn.access", True, single_bind=True),
+    "hypercorn": Profile(
+        "Hypercorn",
+        plan_hypercorn,
+        "hypercorn.error",
+        "hypercorn.access",
+        False,
+        self_levelled=True,
+        worker_classes=HYPERCORN_WORKER_CLASSES,
+        worker_class_words="its worker classes",
+    ),
+    # `_granian` is Granian's main logger; its workers log as `_granian.serve` and `_granian.utils`.
+    "granian": Profile(
+        "Granian",
+        plan_granian,
+        "_granian",
+        "granian.access",
+        True,
+        single_bind=True,
+        takes_fd=False,
+        worker_classes=GRANIAN_LOOPS,
+        worker_class_words="its event loops",
+    ),
 }
 
 
@@ -2198,7 +2254,7 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
     server = effective_server(settings)
     log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
     arguments = [*(settings.server_args or []), *extra]  # SERVER_ARGS, then what follows --
-    launch = PLANNERS[server](settings, facts, App(app_module, workers, log_file, arguments), collected)
+    launch = PROFILES[server].plan(settings, facts, App(app_module, workers, log_file, arguments), collected)
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     bind = binds(settings) + (insecure_binds(settings) + (settings.quic_bind or []) if server == "hypercorn" else [])
@@ -2664,20 +2720,13 @@ def healthcheck(settings: Settings, timeout: float = 5.0) -> int:
 # --------------------------------------------------------------------------
 
 USAGE = "usage: python start.py [--dry-run | --healthcheck | --help | --version] [-- SERVER-ARGS...]"
-# Each server as --help names it, and what it does when a worker dies (measured; see the README).
-SERVER_TITLES = {
-    "gunicorn": "Gunicorn (Uvicorn workers)",
-    "uvicorn": "Uvicorn",
-    "hypercorn": "Hypercorn",
-    "granian": "Granian",
-}
-REPLACES_DEAD_WORKERS = {"gunicorn": True, "uvicorn": True, "hypercorn": False, "granian": True}
 
 
 def usage_text() -> str:
-    titles = [SERVER_TITLES[server] for server in SERVERS]
-    replacing = [SERVER_TITLES[server].split(" (")[0] for server in SERVERS if REPLACES_DEAD_WORKERS[server]]
-    stopping = [SERVER_TITLES[server] for server in SERVERS if not REPLACES_DEAD_WORKERS[server]]
+    """--help's head, from the list of servers and their profiles."""
+    titles = [PROFILES[server].title for server in SERVERS]
+    replacing = [PROFILES[server].title.split(" (")[0] for server in SERVERS if PROFILES[server].replaces_dead_workers]
+    stopping = [PROFILES[server].title for server in SERVERS if not PROFILES[server].replaces_dead_workers]
     text = f"""{USAGE}
 
 Start an ASGI app under {", ".join(titles[:-1])} or {titles[-1]},
@@ -3428,7 +3477,7 @@ def layered_config() -> dict[str, Any]:
     user's file. Over their file: WORKER_CLASS when set (tiangolo's `-k`), and
     ROOT_PATH's subclass of whichever Uvicorn worker class their file names.
     start.py's Gunicorn hooks run before theirs of the same name, so that
-    booting workers still stop at once and dead workers still leave the metrics.
+    dead workers still leave the metrics (child_exit).
     """
     import importlib
     import json

@@ -205,8 +205,10 @@ def test_compiled_start_runs_and_gives_way_to_a_changed_source(tmp_path):
 def test_help_names_every_server_from_the_list_of_servers():
     text = start.help_text()
     for server in start.SERVERS:
-        assert start.SERVER_TITLES[server] in text.split("Environment variables")[0]
-    assert set(start.SERVER_TITLES) == set(start.SERVERS) == set(start.REPLACES_DEAD_WORKERS)
+        assert start.PROFILES[server].title in text.split("Environment variables")[0]
+    assert tuple(start.PROFILES) == start.SERVERS
+    # the runtime's access loggers (it cannot see the profiles) are the profiles' own
+    assert tuple(profile.access_logger for profile in start.PROFILES.values()) == start.ACCESS_LOGGERS
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is new in 3.11")

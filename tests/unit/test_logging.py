@@ -53,7 +53,7 @@ def test_text_configuration(tmp_path):
     for name in start.ACCESS_LOGGERS:
         granian = {"filters": ["request_line"]} if name == "granian.access" else {}
         assert config["loggers"][name] == {"level": "INFO", "handlers": ["access"], "propagate": False, **granian}
-    for name in start.ERROR_LOGGERS:
+    for name in (profile.error_logger for profile in start.PROFILES.values()):
         assert config["loggers"][name]["handlers"] == ["error"]
 
 
