@@ -622,54 +622,22 @@ VARIABLES = (
 
 
 class Settings:
-    """The environment, parsed. `values` holds every variable by name; the attributes are
-    the ones the launcher itself reads (one-to-one settings are read from `values`)."""
+    """The environment, parsed: `values` holds every variable of VARIABLES by name, each also an
+    attribute by its lower-case name; derived values are properties."""
 
     def __init__(self, values: Mapping[str, Any], given: Iterable[str] = (), names: Mapping[str, str] = {}) -> None:
         self.values = dict(values)
         self.given = frozenset(given)  # names set in the environment (not defaults)
         self.names = dict(names)  # the name each given variable was set under, where an alias was used
         self.not_read: list[str] = []  # set variables of NOT_READ
-        self.server: str = values["SERVER"]
-        self.app_module: str | None = values["APP_MODULE"]
-        self.module_name: str | None = values["MODULE_NAME"]
-        self.variable_name: str = values["VARIABLE_NAME"]
-        self.with_reload: bool = values["WITH_RELOAD"]
-        self.reload_dirs: list[str] | None = values["RELOAD_DIRS"]
-        self.root_path: str | None = values["ROOT_PATH"]
-        self.server_args: list[str] | None = values["SERVER_ARGS"]
-        self.forwarded_allow_ips: str | None = values["FORWARDED_ALLOW_IPS"]
-        self.web_concurrency: int | None = values["WEB_CONCURRENCY"]
-        self.workers_per_core: float = values["WORKERS_PER_CORE"]
-        self.max_workers: int | None = values["MAX_WORKERS"]
-        self.python_cpu_count: int | None = values["PYTHON_CPU_COUNT"]
-        self.worker_memory: int | None = values["WORKER_MEMORY"]
-        self.host: str = values["HOST"]
-        self.port: int = values["PORT"]
-        self.bind: list[str] | None = values["BIND"]
-        self.use_ssl: bool = values["USE_SSL"]
-        self.use_tcp: bool | None = values["USE_TCP"]
-        self.ssl_port: int = values["SSL_PORT"]
-        self.insecure_bind: list[str] | None = values["INSECURE_BIND"]
-        self.quic_bind: list[str] | None = values["QUIC_BIND"]
-        self.certfile: str | None = values["CERTFILE"]
-        self.keyfile: str | None = values["KEYFILE"]
-        self.backlog: int | None = values["BACKLOG"]
-        self.max_requests: int | None = values["MAX_REQUESTS"]
-        self.max_requests_jitter: int | None = values["MAX_REQUESTS_JITTER"]
-        self.log_level: str = values["LOG_LEVEL"]
-        self.log_format: str = values["LOG_FORMAT"]
-        self.access_log: str = values["ACCESS_LOG"]
-        self.error_log: str = values["ERROR_LOG"]
-        self.log_filters: list[str] | None = values["LOG_FILTERS"]
-        self.logging_conf: str | None = values["LOGGING_CONF"]
-        self.worker_class: str | None = values["WORKER_CLASS"]
-        self.gunicorn_conf: str | None = values["GUNICORN_CONF"]
-        self.hypercorn_conf: str | None = values["HYPERCORN_CONF"]
-        self.gunicorn_cmd_args: str | None = values["GUNICORN_CMD_ARGS"]
-        self.pre_start_path: str | None = values["PRE_START_PATH"]
-        self.healthcheck_path: str = values["HEALTHCHECK_PATH"]
-        self.prometheus_multiproc_dir: str | None = values["PROMETHEUS_MULTIPROC_DIR"]
+
+    def __getattr__(self, attribute: str) -> Any:
+        """Each variable of the table by its lower-case name (`settings.web_concurrency`), as Gunicorn's
+        Config reads its settings: declared once, in VARIABLES."""
+        try:
+            return self.__dict__["values"][attribute.upper()]
+        except KeyError:
+            raise AttributeError(attribute) from None
 
     def name_of(self, variable: str) -> str:
         """The name the user set a variable under (an alias, say), for messages."""
@@ -725,7 +693,7 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
     if dual_stack(settings):
         # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
         trusted = with_mapped_ipv4(settings.forwarded_allow_ips or "127.0.0.1")
-        settings.values["FORWARDED_ALLOW_IPS"] = settings.forwarded_allow_ips = trusted
+        settings.values["FORWARDED_ALLOW_IPS"] = trusted
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     return settings
@@ -820,7 +788,7 @@ def effective_server(settings: Settings) -> str:
 def binds(settings: Settings) -> list[str]:
     """The addresses the server listens on: BIND, else HOST with PORT (SSL_PORT under USE_SSL)."""
     if settings.bind:
-        return settings.bind
+        return list(settings.bind)
     port = settings.ssl_port if settings.use_ssl else settings.port
     return [join_host_port(settings.host, port)]
 
@@ -832,7 +800,7 @@ def join_host_port(host: str, port: int) -> str:
 def insecure_binds(settings: Settings) -> list[str]:
     """Hypercorn's plain-HTTP listeners beside TLS ones."""
     if settings.insecure_bind:
-        return settings.insecure_bind
+        return list(settings.insecure_bind)
     if settings.use_ssl and settings.use_tcp is not False:
         return [join_host_port(settings.host, settings.port)]
     return []
@@ -1066,7 +1034,7 @@ def memory_budget(settings: Settings, memory_limit: int | None) -> int | None:
     """How many workers of WORKER_MEMORY fit in the memory limit (at least 1); None when either is unknown."""
     if not settings.worker_memory or not memory_limit:
         return None
-    return max(1, memory_limit // settings.worker_memory)
+    return max(1, memory_limit // int(settings.worker_memory))
 
 
 def memory_words(settings: Settings, memory_limit: int | None) -> str:
@@ -1473,7 +1441,7 @@ def find_app_module(settings: Settings, facts: Facts, problems: list[str]) -> st
             problems.append(
                 f"{settings.name_of('APP_MODULE')}={settings.app_module!r}: module {module!r} not found in {where}"
             )
-        return settings.app_module
+        return str(settings.app_module)
     if settings.module_name:
         if not module_exists(settings.module_name, facts.search_path):
             problems.append(f"MODULE_NAME={settings.module_name!r}: module not found in {where}")
@@ -1736,7 +1704,7 @@ def worker_class_in_args(raw: str | None) -> str | None:
 
 def resolve_gunicorn_worker_class(settings: Settings, facts: Facts, problems: list[str]) -> str:
     if settings.worker_class:
-        name = settings.worker_class.strip()
+        name = str(settings.worker_class).strip()
         if name in GUNICORN_WORKER_ALIASES:
             return name
         if not _is_dotted_name(name) or "." not in name:
