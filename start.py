@@ -74,16 +74,11 @@ PACKAGE_OF_MODULE = {
 }
 # Gunicorn hooks a setting asked for, said in a warning when no config file can carry them.
 HOOK_PURPOSE = {"child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR"}
-# What the launcher's proxy-headers wrapper serves, and whom it trusts (see proxied_app).
-WRAPPED_APP_VARIABLE = "ASGI_START_APP"
-TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
 # The hand-over's option for the servers that fork their workers (Gunicorn, Granian): a forked worker
 # starts with the stop signals at their defaults (see _guard_forked_workers).
 FORK_GUARD_FLAG = "--fork-guard"
 # Uvicorn gets its pre-bound listening socket on this descriptor (see plan_uvicorn).
 UVICORN_SOCKET_FD = 3
-# The environment variable that tells a default config file where start.py left its options.
-OPTIONS_VARIABLE = "ASGI_START_OPTIONS"
 
 
 class ConfigError(Exception):
@@ -692,7 +687,7 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
     check_combinations(settings, collected)
     if dual_stack(settings):
         # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
-        trusted = with_mapped_ipv4(settings.forwarded_allow_ips or "127.0.0.1")
+        trusted = with_mapped_ipv4(settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES)
         settings.values["FORWARDED_ALLOW_IPS"] = trusted
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
@@ -2064,7 +2059,7 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     # Hypercorn reads no X-Forwarded-* headers: the launcher's wrapper applies
     # FORWARDED_ALLOW_IPS around the app, as Uvicorn does (same default).
     launch.env[WRAPPED_APP_VARIABLE] = app.module
-    launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or "127.0.0.1"
+    launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES
     launch.argv += [*app.extra, f"{RUNTIME_MODULE}:proxied_app()"]
     return launch
 
@@ -2118,7 +2113,7 @@ def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]
     # Granian reads no X-Forwarded-* headers and gives ports as strings: the launcher's
     # wrapper serves the app (see granian_app), once per worker.
     launch.env[WRAPPED_APP_VARIABLE] = app.module
-    launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or "127.0.0.1"
+    launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES
     launch.hand_over_flags.append(FORK_GUARD_FLAG)
     launch.worker_class = settings.worker_class or "auto"
     launch.argv += ["--factory", f"{RUNTIME_MODULE}:granian_app", *app.extra]
@@ -3171,6 +3166,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# Names the launcher and this section share, written once here (the launcher reads them from this section).
+# What the proxy-headers wrapper serves, and whom it trusts (see proxied_app), by default as Uvicorn does.
+WRAPPED_APP_VARIABLE = "ASGI_START_APP"
+TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
+DEFAULT_TRUSTED_PROXIES = "127.0.0.1"
+# Where start.py left the finished options for a config file (the default ones, or the layered one).
+OPTIONS_VARIABLE = "ASGI_START_OPTIONS"
 # ROOT_PATH as start.py parsed it, for the launcher's Uvicorn worker classes under Gunicorn.
 ROOT_PATH_VARIABLE = "ASGI_START_ROOT_PATH"
 
@@ -3204,13 +3206,13 @@ def proxied_app() -> Any:
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-    app = _load_app(os.environ["ASGI_START_APP"])
+    app = _load_app(os.environ[WRAPPED_APP_VARIABLE])
     import inspect
 
     # ASGI as Hypercorn tells it (hypercorn.utils.is_asgi): a coroutine function, or an object whose __call__ is one
     if not (inspect.iscoroutinefunction(app) or (callable(app) and inspect.iscoroutinefunction(type(app).__call__))):
         return app
-    return ProxyHeaders(app, os.environ.get("ASGI_START_FORWARDED_ALLOW_IPS", "127.0.0.1"))
+    return ProxyHeaders(app, os.environ.get(TRUSTED_PROXIES_VARIABLE, DEFAULT_TRUSTED_PROXIES))
 
 
 def granian_app() -> Any:
@@ -3222,7 +3224,7 @@ def granian_app() -> Any:
     in a row is a crash loop to it).
     """
     _stop_granian_workers_once()
-    target = os.environ["ASGI_START_APP"]
+    target = os.environ[WRAPPED_APP_VARIABLE]
     try:
         app = _load_app(target, hypercorn=False)
     except Exception:
@@ -3231,7 +3233,7 @@ def granian_app() -> Any:
 
         logging.getLogger("_granian").exception("Cannot load application from '%s'", target)
         sys.exit(1)
-    return ProxyHeaders(app, os.environ.get("ASGI_START_FORWARDED_ALLOW_IPS", "127.0.0.1"), numeric_ports=True)
+    return ProxyHeaders(app, os.environ.get(TRUSTED_PROXIES_VARIABLE, DEFAULT_TRUSTED_PROXIES), numeric_ports=True)
 
 
 def _stop_granian_workers_once() -> None:
@@ -3451,7 +3453,7 @@ def layered_config() -> dict[str, Any]:
     import json
 
     runtime: Any = importlib.import_module("asgi_start")  # the hooks and the log handlers are its
-    with open(os.environ["ASGI_START_OPTIONS"], encoding="utf-8") as file:
+    with open(os.environ[runtime.OPTIONS_VARIABLE], encoding="utf-8") as file:
         options = json.load(file)
     location = options.pop(USERS_CONFIG_KEY)
     over = options.pop(OVER_USERS_KEY, {})
