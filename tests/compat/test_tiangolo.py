@@ -174,8 +174,9 @@ def gunicorn_settings(server: Server, app_dir: Path) -> dict[str, str]:
     assert as_python_m(argv)[1:3] == ["-m", "gunicorn"], argv
     raw = Path(f"/proc/{server.pid}/environ").read_bytes().decode()
     environ = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+    at = argv.index("gunicorn") + 1  # after the server's module: Gunicorn's own argument (through the hand-over)
     result = subprocess.run(
-        [*argv[:3], "--print-config", *argv[3:]],
+        [*argv[:at], "--print-config", *argv[at:]],
         cwd=app_dir,
         env=environ,
         capture_output=True,
