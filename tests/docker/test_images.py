@@ -645,9 +645,11 @@ def test_py39_runs_the_launcher_unit_and_e2e_tests(py39_image, containers):
         timeout=900,
     )
     print(f"python3 -m pytest {' '.join(dirs)} (Python 3.9):\n{result.stdout[-3000:]}")
+    failures = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
     assert result.returncode == 0, (
-        f"the launcher's tests fail on Python 3.9 (servers as pip resolves them there):\n"
-        f"{result.stdout[-5000:]}{result.stderr[-2000:]}"
+        "the launcher's tests fail on Python 3.9 (servers as pip resolves them there):\n"
+        + "\n".join(failures)  # the -rfEs summary's skip lines would push them out of the tail below
+        + f"\n{result.stdout[-5000:]}{result.stderr[-2000:]}"
     )
 
 
