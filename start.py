@@ -642,6 +642,33 @@ class Settings:
     def tls(self) -> bool:
         return bool(self.certfile and self.keyfile)
 
+    @property
+    def dual_stack(self) -> bool:
+        """Whether a listener takes IPv4 and IPv6 alike (HOST=:: or BIND=[::]:PORT)."""
+        return any(split_host_port(address)[0] == "::" for address in self.binds)
+
+    @property
+    def effective_server(self) -> str:
+        """The server that will run: Gunicorn has no reloader for ASGI workers, so WITH_RELOAD runs Uvicorn's."""
+        return "uvicorn" if self.with_reload and self.server == "gunicorn" else self.server
+
+    @property
+    def binds(self) -> list[str]:
+        """The addresses the server listens on: BIND, else HOST with PORT (SSL_PORT under USE_SSL)."""
+        if self.bind:
+            return list(self.bind)
+        port = self.ssl_port if self.use_ssl else self.port
+        return [join_host_port(self.host, port)]
+
+    @property
+    def insecure_binds(self) -> list[str]:
+        """Hypercorn's plain-HTTP listeners beside TLS ones."""
+        if self.insecure_bind:
+            return list(self.insecure_bind)
+        if self.use_ssl and self.use_tcp is not False:
+            return [join_host_port(self.host, self.port)]
+        return []
+
 
 def read_variable(var: Var, environ: Mapping[str, str], problems: list[str]) -> tuple[str | None, str]:
     """The raw value and the name it was found under; aliases must agree with the main name."""
@@ -685,7 +712,7 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
     settings = Settings(values, given, names)
     settings.not_read = [name for name in NOT_READ if environ.get(name, "").strip()]
     check_combinations(settings, collected)
-    if dual_stack(settings):
+    if settings.dual_stack:
         # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
         trusted = with_mapped_ipv4(settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES)
         settings.values["FORWARDED_ALLOW_IPS"] = trusted
@@ -696,7 +723,7 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
 
 def check_combinations(settings: Settings, problems: list[str]) -> None:
     """Problems that only show when two settings meet, or a setting meets a server."""
-    server = effective_server(settings)
+    server = settings.effective_server
     for var in VARIABLES:
         if var.name in settings.given and server not in var.servers:
             if len(var.servers) == 1:
@@ -717,7 +744,7 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
         missing = "KEYFILE" if settings.certfile else "CERTFILE"
         problems.append(f"{missing} is missing: CERTFILE and KEYFILE go together")
     if server == "hypercorn":
-        shared = [address for address in insecure_binds(settings) if address in binds(settings)]
+        shared = [address for address in settings.insecure_binds if address in settings.binds]
         if settings.use_ssl and shared:
             problems.append(
                 f"TLS and plain HTTP (USE_TCP) cannot share {', '.join(shared)}: set SSL_PORT and PORT apart"
@@ -752,11 +779,6 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
         problems.append("MAX_REQUESTS_JITTER needs MAX_REQUESTS")
 
 
-def dual_stack(settings: Settings) -> bool:
-    """Whether a listener takes IPv4 and IPv6 alike (HOST=:: or BIND=[::]:PORT)."""
-    return any(split_host_port(address)[0] == "::" for address in binds(settings))
-
-
 def with_mapped_ipv4(trusted: str) -> str:
     """Trusted proxies, each IPv4 address or network also as its IPv4-mapped IPv6 form."""
     import ipaddress
@@ -775,30 +797,8 @@ def with_mapped_ipv4(trusted: str) -> str:
     return ",".join(items)
 
 
-def effective_server(settings: Settings) -> str:
-    """The server that will run: Gunicorn has no reloader for ASGI workers, so WITH_RELOAD runs Uvicorn's."""
-    return "uvicorn" if settings.with_reload and settings.server == "gunicorn" else settings.server
-
-
-def binds(settings: Settings) -> list[str]:
-    """The addresses the server listens on: BIND, else HOST with PORT (SSL_PORT under USE_SSL)."""
-    if settings.bind:
-        return list(settings.bind)
-    port = settings.ssl_port if settings.use_ssl else settings.port
-    return [join_host_port(settings.host, port)]
-
-
 def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def insecure_binds(settings: Settings) -> list[str]:
-    """Hypercorn's plain-HTTP listeners beside TLS ones."""
-    if settings.insecure_bind:
-        return list(settings.insecure_bind)
-    if settings.use_ssl and settings.use_tcp is not False:
-        return [join_host_port(settings.host, settings.port)]
-    return []
 
 
 # --------------------------------------------------------------------------
@@ -1724,7 +1724,7 @@ def resolve_gunicorn_worker_class(settings: Settings, facts: Facts, problems: li
 def gunicorn_options(settings: Settings, facts: Facts, workers: int, worker_class: str) -> list[Option]:
     """Everything Gunicorn is told, as options: what the planner computes, then the table's."""
     options: list[Option] = [
-        ("bind", "--bind", binds(settings)),
+        ("bind", "--bind", settings.binds),
         ("workers", "--workers", workers),
         ("worker_class", "--worker-class", worker_class),
         # Where records go and how they look is the logging configuration's business;
@@ -1745,8 +1745,8 @@ def gunicorn_options(settings: Settings, facts: Facts, workers: int, worker_clas
 
 def hypercorn_options(settings: Settings, facts: Facts, workers: int) -> list[Option]:
     options: list[Option] = [
-        ("bind", "--bind", binds(settings)),
-        ("insecure_bind", "--insecure-bind", insecure_binds(settings)),  # a list: Hypercorn iterates it
+        ("bind", "--bind", settings.binds),
+        ("insecure_bind", "--insecure-bind", settings.insecure_binds),  # a list: Hypercorn iterates it
         ("workers", "--workers", workers),
         ("worker_class", "--worker-class", settings.worker_class or "asyncio"),
         ("accesslog", "--access-logfile", "-" if settings.access_log else None),
@@ -1999,7 +1999,7 @@ def plan_uvicorn(settings: Settings, facts: Facts, app: App, problems: list[str]
     require_installed("uvicorn", facts, "SERVER=uvicorn" if settings.server == "uvicorn" else "WITH_RELOAD", problems)
     module, factory = split_factory(app.module)
     launch = Launch("uvicorn", [module, *(["--factory"] if factory else [])])
-    address = binds(settings)[0]
+    address = settings.binds[0]
     if address.startswith("unix:"):
         launch.argv += ["--uds", facts.path(address[len("unix:") :])]
     elif address.startswith("fd://"):
@@ -2071,7 +2071,7 @@ def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]
         # --ssl-protocol-min and the worker signal handling start.py relies on (tested with 2.8)
         problems.append("SERVER=granian needs granian 2.6 or newer (Python 3.10+): pip install 'granian[reload]>=2.6'")
     launch = Launch("granian", ["--interface", "asgi"])
-    address = binds(settings)[0]
+    address = settings.binds[0]
     if address.startswith("unix:"):
         launch.argv += ["--uds", facts.path(address[len("unix:") :])]
     else:
@@ -2097,14 +2097,14 @@ def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]
             problems.append(
                 f"KEYFILE={settings.keyfile!r} is encrypted, which SERVER=granian cannot read (every worker would fail); give it the key decrypted (openssl pkey -in KEY -out PLAIN)"
             )
-    if settings.values["KEEP_ALIVE"] == 0:
+    if settings.keep_alive == 0:
         launch.argv.append("--no-http1-keep-alive")
     if settings.with_reload:
         require_installed("watchfiles", facts, "WITH_RELOAD under SERVER=granian", problems)
         launch.argv.append("--reload")
         for directory in settings.reload_dirs or [facts.app_dir]:
             launch.argv += ["--reload-paths", facts.path(directory)]
-        for name in settings.values["RELOAD_EXCLUDES"] or ():
+        for name in settings.reload_excludes or ():
             if not any(char in name for char in "*?[]/"):
                 launch.argv += ["--reload-ignore-dirs", name]  # a plain name may be a directory, as Uvicorn reads it
     if settings.worker_class in ("uvloop", "rloop"):
@@ -2214,13 +2214,13 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
     app_module = find_app_module(settings, facts, collected)
     prestart = find_prestart(settings, facts, collected)
     workers, reason = compute_workers(settings, facts.cpus, facts.memory_limit)
-    server = effective_server(settings)
+    server = settings.effective_server
     log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
     arguments = [*(settings.server_args or []), *extra]  # SERVER_ARGS, then what follows --
     launch = PROFILES[server].plan(settings, facts, App(app_module, workers, log_file, arguments), collected)
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
-    bind = binds(settings) + (insecure_binds(settings) + (settings.quic_bind or []) if server == "hypercorn" else [])
+    bind = settings.binds + (settings.insecure_binds + (settings.quic_bind or []) if server == "hypercorn" else [])
     if "bind" in launch.file_sets:  # the user's config file wins
         given = launch.file_sets["bind"]
         bind = [given] if isinstance(given, str) else [str(address) for address in given]
@@ -2636,7 +2636,7 @@ def exec_server(plan: Plan, environ: Mapping[str, str]) -> NoReturn:
 
 def healthcheck_target(settings: Settings) -> tuple[str, int, bool]:
     """Host, port and TLS flag of the first TCP listener, reached from inside the container."""
-    for address in binds(settings):
+    for address in settings.binds:
         host, port = split_host_port(address)
         if port is not None:
             if host in ("0.0.0.0", ""):

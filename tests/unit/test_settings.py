@@ -155,8 +155,8 @@ def test_use_tcp_defaults_to_true_only_where_it_exists():
     tls = {"USE_SSL": "true", "CERTFILE": "c.pem", "KEYFILE": "k.pem"}
     assert parse(**tls).use_tcp is None
     hyper = parse(SERVER="hypercorn", **tls)
-    assert start.insecure_binds(hyper) == ["0.0.0.0:80"]
-    assert start.insecure_binds(parse(SERVER="hypercorn", USE_TCP="false", **tls)) == []
+    assert hyper.insecure_binds == ["0.0.0.0:80"]
+    assert parse(SERVER="hypercorn", USE_TCP="false", **tls).insecure_binds == []
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ def test_use_tcp_defaults_to_true_only_where_it_exists():
     ],
 )
 def test_bind_addresses(env, binds):
-    assert start.binds(parse(**env)) == binds
+    assert parse(**env).binds == binds
 
 
 @pytest.mark.parametrize(
