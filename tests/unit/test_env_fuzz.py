@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from helpers import START, Server, clean_env, free_port
+from helpers import START, Server, clean_env, reserve_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -345,7 +345,7 @@ def test_a_backlog_too_large_for_listen_is_a_configuration_error(tmp_path, serve
     app_dir = tmp_path / "srv"
     app_dir.mkdir()
     (app_dir / "main.py").write_text(APP)
-    port = free_port()
+    port = reserve_port()
     server = Server(
         app_dir,
         clean_env(HOST="127.0.0.1", PORT=str(port), SERVER=server_name, WEB_CONCURRENCY="2", BACKLOG=str(2**32)),
