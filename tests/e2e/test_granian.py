@@ -78,11 +78,10 @@ def tls_context(maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
     return context
 
 
-def run_refused(app_dir: Path, env: dict[str, str], python: str = sys.executable) -> tuple[int, str, str, float]:
-    """start.py run for real (no --dry-run), expected to refuse at once: (status, stdout, stderr, seconds).
+def run_refused(app_dir: Path, env: dict[str, str], python: str = sys.executable) -> tuple[int, str, str]:
+    """start.py run for real (no --dry-run), expected to refuse at once: (status, stdout, stderr).
 
     Started in its own session: should it start a server after all, the whole group is killed."""
-    began = time.monotonic()
     process = subprocess.Popen(
         [python, str(START)],
         cwd=app_dir,
@@ -98,14 +97,13 @@ def run_refused(app_dir: Path, env: dict[str, str], python: str = sys.executable
         os.killpg(process.pid, signal.SIGKILL)  # not reaped yet: the group is still ours
         out, err = process.communicate(timeout=10)
         raise AssertionError(f"start.py did not refuse, it kept running:\n{out[-2000:]}\n{err[-2000:]}") from None
-    return process.returncode, out, err, time.monotonic() - began
+    return process.returncode, out, err
 
 
 def assert_refused(app_dir: Path, *names: str, python: str = sys.executable, **env: str) -> str:
     """Exit 2 at once, before any server started, with every one of `names` in an error line."""
-    status, out, err, seconds = run_refused(app_dir, granian_env(**env), python)
+    status, out, err = run_refused(app_dir, granian_env(**env), python)
     assert status == 2, f"{status}\n{out}\n{err}"
-    assert seconds < 10
     assert "granian" not in out and "_granian" not in err and "Listening" not in err, out + err
     lines = [line for line in err.splitlines() if line.strip()]
     for name in names:
@@ -258,14 +256,12 @@ def test_keep_alive_0_closes_every_connection(servers, tmp_path):
     server = start(servers, app_dir, KEEP_ALIVE="0")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        received, began = b"", time.monotonic()
+        received = b""
         while chunk := sock.recv(65536):  # the server closes: recv ends with b"" (a timeout fails the test)
             received += chunk
-        closed_after = time.monotonic() - began
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and body == b"hello from the test app"
     assert b"connection: close" in head.lower()
-    assert closed_after < 2
     stop(server, timeout=15)
 
 

@@ -436,6 +436,5 @@ def test_sigterm_during_prestart_stops_the_script_too(servers, tmp_path, record_
     for pid in left:  # an orphan: stop it by its pid (the process group is killed afterwards too)
         os.kill(pid, signal.SIGKILL)
     assert status == 128 + signal.SIGTERM, server.output()
-    assert exited - signalled < 5
     assert not counts["server_started"] and not (app_dir / "prestart-finished").exists()
     assert left == [], f"pre-start script {left} still running after start.py exited {status}"

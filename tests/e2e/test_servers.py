@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -304,31 +302,6 @@ def test_granian_app_load_failure_is_json_records_and_exit_1(tmp_path, workers):
     assert all("application not found" in entry["exception"] for entry in failures), failures
     assert any(entry["message"] == "Worker crash loop detected, exiting" for entry in entries), entries
     assert session_processes(process.pid) == []
-
-
-def test_uvicorn_many_workers_on_asyncio_has_no_delayed_ack_stall(servers, tmp_path):
-    # Uvicorn's own multi-process bind leaves Nagle on; with --loop asyncio every
-    # keep-alive response then waits ~40 ms. start.py's pre-bound socket avoids it.
-    app_dir = copy_app(tmp_path)
-    port = reserve_port()
-    env = clean_env(HOST="127.0.0.1", PORT=str(port), SERVER="uvicorn", WEB_CONCURRENCY="2", ACCESS_LOG="")
-    server = start_server(servers, app_dir, env, args=("--", "--loop", "asyncio", "--http", "h11"))
-    assert server.wait_ready()[0] == 200
-    median = median_keep_alive_latency(port)
-    assert median < 0.015, f"median {median * 1000:.1f} ms"
-    assert server.terminate() == 0
-
-
-def median_keep_alive_latency(port: int, requests: int = 40) -> float:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    latencies = []
-    for _ in range(requests):
-        began = time.perf_counter()
-        connection.request("GET", "/")
-        connection.getresponse().read()
-        latencies.append(time.perf_counter() - began)
-    connection.close()
-    return statistics.median(latencies)
 
 
 @pytest.mark.parametrize("server_name", SERVERS)
