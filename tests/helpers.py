@@ -57,12 +57,20 @@ def reserve_port() -> int:
     """
     try:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        host = "::"
+    except OSError:  # no IPv6 here (a container without it)
+        sock = None
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("::", 0))
     except OSError:
-        sock, host = socket.socket(socket.AF_INET, socket.SOCK_STREAM), "0.0.0.0"
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+        sock.close()
+        sock = None
+    if sock is None:  # IPv4's every address
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", 0))
     RESERVED.append(sock)
     return int(sock.getsockname()[1])
 
