@@ -1,18 +1,26 @@
-"""Helpers shared by the tests: run start.py, find free ports, watch process trees."""
+"""The one set of helpers the tests share: run start.py, reserve ports, request, watch process trees.
+
+Servers are started through `start_server` (or `Server`), made ready with `Server.wait_ready`, asked with
+`request`/`get_json`, stopped with `stop`; processes are read through `proc_stat` (the one /proc/N/stat
+parser) and `session_processes`; the cgroup v1 fixture is `cgroup` in conftest.py.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 START = REPO / "start.py"
@@ -34,10 +42,53 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Sockets holding the ports handed out by reserve_port(); closed after each test (conftest.py).
+RESERVED: list[socket.socket] = []
+
+
+def reserve_port() -> int:
+    """A TCP port held for the rest of the test, so that nothing else can take it before the server binds it.
+
+    The port is bound (on every address, IPv4 and IPv6) with SO_REUSEADDR and never listens: the kernel
+    then hands it to no one else, neither to bind(0) nor as a connection's local port, while a server
+    binding it with SO_REUSEADDR, as Gunicorn, Uvicorn, Hypercorn, Granian and start.py all do, still
+    can, on 127.0.0.1, 0.0.0.0 or ::. Nothing listens on it until a server does: connecting is refused.
+    (A bind-close-rebind "free port" leaves a window in which any other process can take the port.)
+    """
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:  # no IPv6 here (a container without it)
+        sock = None
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("::", 0))
+    except OSError:
+        sock.close()
+        sock = None
+    if sock is None:  # IPv4's every address
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", 0))
+    RESERVED.append(sock)
+    return int(sock.getsockname()[1])
+
+
+def release_ports() -> None:
+    while RESERVED:
+        RESERVED.pop().close()
+
+
+def local_env(**env: str | None) -> dict[str, str]:
+    """clean_env with HOST=127.0.0.1 and a reserved PORT (unless env has a BIND, or its own); None drops a name."""
+    settings: dict[str, str | None] = {}
+    if "BIND" not in env:
+        settings["HOST"] = "127.0.0.1"
+        if "PORT" not in env:
+            settings["PORT"] = str(reserve_port())
+    settings.update(env)
+    return clean_env(**{key: value for key, value in settings.items() if value is not None})
 
 
 def run_start(
@@ -79,35 +130,109 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def wait_for_http(url: str, process: subprocess.Popen, deadline_s: float = 30) -> tuple[int, str]:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode} before answering")
-        try:
-            return http_get(url, timeout=2)
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"no answer from {url} within {deadline_s}s")
+def insecure_tls() -> ssl.SSLContext:
+    """A client context that takes the test's own self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of a process, or None when it is gone."""
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def connection(
+    port: int,
+    host: str = "127.0.0.1",
+    tls: bool | ssl.SSLContext | None = None,
+    uds: str | None = None,
+    timeout: float = 10,
+) -> http.client.HTTPConnection:
+    """An HTTP connection (never through a proxy from the environment): TCP, TLS (True: any certificate) or a Unix socket."""
+    if uds:
+        return UnixHTTPConnection(uds, timeout)
+    if tls:
+        context = insecure_tls() if tls is True else tls
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+def request(
+    port: int,
+    path: str = "/",
+    headers: dict[str, str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    tls: bool | ssl.SSLContext | None = None,
+    uds: str | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict[str, str], str]:
+    """One GET on a fresh connection: status, headers (lower-case names), body as text."""
+    conn = connection(port, host, tls, uds, timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
+    finally:
+        conn.close()
+
+
+def get_json(port: int, path: str = "/", headers: dict[str, str] | None = None, **kwargs) -> dict:
+    """One GET that must answer 200; its body as JSON."""
+    status, _, body = request(port, path, headers, **kwargs)
+    assert status == 200, body[-2000:]
+    return json.loads(body)
+
+
+class ProcStat(NamedTuple):
+    """The fields of /proc/N/stat the tests read (after the command name, which may hold spaces and ')')."""
+
+    state: str
+    ppid: int
+    pgrp: int
+    session: int
+
+
+def proc_stat(pid: int | str) -> ProcStat | None:
+    """The one /proc/N/stat parser: state, parent pid, process group, session; None when the process is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
+    return ProcStat(fields[0], int(fields[1]), int(fields[2]), int(fields[3]))
+
+
+def live_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def session_processes(session: int) -> list[int]:
+    """Live (not zombie) processes of a session: each server is started in its own, so this finds every
+    process of its tree, also those spawned after a signal or orphaned."""
+    found = []
+    for pid in live_pids():
+        stat = proc_stat(pid)
+        if stat is not None and stat.state != "Z" and stat.session == session:
+            found.append(pid)
+    return found
 
 
 def children(pid: int) -> list[int]:
     found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = proc_stat(int(entry))
-            if stat and stat[1] == pid and stat[0] != "Z":
-                found.append(int(entry))
+    for child in live_pids():
+        stat = proc_stat(child)
+        if stat and stat.ppid == pid and stat.state != "Z":
+            found.append(child)
     return sorted(found)
 
 
@@ -146,24 +271,40 @@ def all_gone(pids: list[int], deadline_s: float = 10) -> list[int]:
     deadline = time.monotonic() + deadline_s
     alive = pids
     while True:
-        alive = [pid for pid in alive if (stat := proc_stat(pid)) is not None and stat[0] != "Z"]
+        alive = [pid for pid in alive if (stat := proc_stat(pid)) is not None and stat.state != "Z"]
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)
 
 
+def listening_port(env: dict[str, str]) -> int:
+    """Where a test talks to the server: PORT, else the port of BIND's first HOST:PORT; 0 if neither."""
+    if env.get("PORT"):
+        return int(env["PORT"])
+    first = (env.get("BIND") or "").split(",")[0]
+    _, colon, tail = first.rpartition(":")
+    return int(tail) if colon and tail.isdigit() and not first.startswith(("unix:", "fd:")) else 0
+
+
 class Server:
-    """`python start.py` started for real, in its own process group so nothing outlives the test."""
+    """`python start.py` (or `command`) started for real, in its own session (and process group) so nothing
+    outlives the test; its stdout and stderr go to files beside app_dir."""
 
     def __init__(
-        self, app_dir: Path, env: dict[str, str], start: Path = START, args: tuple[str, ...] = (), preexec_fn=None
+        self,
+        app_dir: Path,
+        env: dict[str, str],
+        start: Path = START,
+        args: tuple[str, ...] = (),
+        preexec_fn=None,
+        command: list[str] | None = None,
     ) -> None:
-        self.port = int(env.get("PORT") or 0)
+        self.port = listening_port(env)
         self.log_dir = app_dir.parent
-        self.stdout = open(self.log_dir / "stdout.log", "w+")  # noqa: SIM115 -- closed in stop()
+        self.stdout = open(self.log_dir / "stdout.log", "w+")  # noqa: SIM115 -- closed in kill_all()
         self.stderr = open(self.log_dir / "stderr.log", "w+")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, str(start), *args],
+            command or [sys.executable, str(start), *args],
             cwd=app_dir,
             env=env,
             stdout=self.stdout,
@@ -176,8 +317,25 @@ class Server:
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def wait_ready(self, path: str = "/", deadline_s: float = 30) -> tuple[int, str]:
-        return wait_for_http(self.url(path), self.process, deadline_s)
+    def wait_answer(
+        self, path: str = "/", deadline_s: float = 40, port: int | None = None, **kwargs
+    ) -> tuple[int, dict[str, str], str]:
+        """The first answer on 127.0.0.1 (status, headers, body; kwargs: `request`'s tls, uds, host, headers);
+        fails at once, with the server's output, if it exits first; `deadline_s` only stops a hung test."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+            try:
+                return request(port or self.port, path, timeout=2, **kwargs)
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.05)
+        raise AssertionError(f"no answer on port {port or self.port} within {deadline_s}s:\n{self.output()[-3000:]}")
+
+    def wait_ready(self, path: str = "/", deadline_s: float = 40, **kwargs) -> tuple[int, str]:
+        """(status, body) of the first answer: see wait_answer."""
+        status, _, body = self.wait_answer(path, deadline_s, **kwargs)
+        return status, body
 
     def output(self) -> str:
         self.stdout.flush()
@@ -205,6 +363,70 @@ class Server:
         self.stderr.close()
 
 
+def start_server(
+    servers: list,
+    app_dir: Path,
+    env: dict[str, str],
+    *,
+    wait: bool = False,
+    port: int | None = None,
+    server_class: type[Server] = Server,
+    ready: dict | None = None,
+    expect_status: int | None = None,
+    **options,
+) -> Server:
+    """The one runner: `python start.py` in app_dir with env (see local_env), put in `servers` (the conftest
+    fixture kills whatever is left); `port` overrides where the test talks to it; with `wait`, only returned
+    once it answers (`ready`: Server.wait_ready's arguments), with `expect_status` if given.
+    options: Server's start, args, preexec_fn, command."""
+    server = server_class(app_dir, env, **options)
+    if port is not None:
+        server.port = port
+    servers.append(server)
+    if wait:
+        status, _ = server.wait_ready(**(ready or {}))
+        assert expect_status is None or status == expect_status, server.output()
+    return server
+
+
+def uvicorn_alone(pid: int) -> bool:
+    """Whether the process is Uvicorn in one process (which re-raises SIGTERM after its shutdown, README)."""
+    argv = as_python_m(cmdline(pid))
+    return argv[1:3] == ["-m", "uvicorn"] and "--workers" in argv and argv[argv.index("--workers") + 1] == "1"
+
+
+def stop(server: Server, timeout: float = 30, uvicorn_reraise: bool = False) -> str:
+    """SIGTERM by PID: exit status 0 (with uvicorn_reraise, also -SIGTERM from Uvicorn in one process) and the
+    whole process tree gone; the server's output."""
+    tree = descendants(server.pid)
+    reraise_ok = uvicorn_reraise and uvicorn_alone(server.pid)
+    status = server.terminate(timeout=timeout)
+    assert status == 0 or (reraise_ok and status == -signal.SIGTERM), f"{status}\n{server.output()[-3000:]}"
+    assert all_gone([server.pid, *tree]) == []
+    return server.output()
+
+
+def wait_until(predicate, deadline_s: float = 15, step: float = 0.05):
+    """Poll predicate until it returns something true or the deadline passes; its last result."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(step)
+
+
+def wait_for_output(server: Server, text: str, deadline_s: float = 15) -> str:
+    """The server's output once it holds text (bounded)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        output = server.output()
+        if text in output:
+            return output
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in the output within {deadline_s}s:\n{server.output()[-3000:]}")
+
+
 def wait_until_workers_serve(url: str, count: int, deadline_s: float = 15) -> set[str]:
     """PIDs seen answering /pid on fresh connections, until `count` different workers have answered."""
     seen: set[str] = set()
@@ -215,6 +437,13 @@ def wait_until_workers_serve(url: str, count: int, deadline_s: float = 15) -> se
         except OSError:
             time.sleep(0.05)
     return seen
+
+
+CGROUP_V1 = Path("/sys/fs/cgroup")
+
+
+def cgroup_v1_writable(controller: str) -> bool:
+    return sys.platform == "linux" and os.geteuid() == 0 and os.access(CGROUP_V1 / controller, os.W_OK)
 
 
 def join_cgroup(path: Path):

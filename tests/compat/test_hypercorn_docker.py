@@ -39,8 +39,12 @@ from helpers import (
     cmdline,
     descendants,
     dry_run,
-    free_port,
+    get_json,
+    request,
+    reserve_port,
     run_start,
+    start_server,
+    stop,
     wait_for_workers,
     wait_until_workers_serve,
 )
@@ -140,7 +144,7 @@ def hypercorn_env(**env: str) -> dict[str, str]:
     """SERVER=hypercorn on 127.0.0.1, one worker and a free TCP_PORT unless the test says otherwise."""
     settings = {"SERVER": "hypercorn", "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1"}
     if not {"PORT", "TCP_PORT", "BIND"} & env.keys():
-        settings["TCP_PORT"] = str(free_port())
+        settings["TCP_PORT"] = str(reserve_port())
     settings.update(env)
     return clean_env(**{key: value for key, value in settings.items() if value is not None})
 
@@ -148,10 +152,8 @@ def hypercorn_env(**env: str) -> dict[str, str]:
 def start(servers: list, app_dir: Path, port: int | None = None, **env: str | None) -> Server:
     """start.py started for real; `port` (else TCP_PORT or PORT) is where the test talks to it."""
     environment = hypercorn_env(**env)
-    server = Server(app_dir, environment)
-    server.port = port or int(environment.get("TCP_PORT") or environment.get("PORT") or 0)
-    servers.append(server)
-    return server
+    port = port or int(environment.get("TCP_PORT") or environment.get("PORT") or 0)
+    return start_server(servers, app_dir, environment, port=port)
 
 
 def tls_context(*, tls12: bool = False, ciphers: str | None = None, alpn: list[str] | None = None) -> ssl.SSLContext:
@@ -165,49 +167,6 @@ def tls_context(*, tls12: bool = False, ciphers: str | None = None, alpn: list[s
     if alpn:
         context.set_alpn_protocols(alpn)
     return context
-
-
-def request(
-    port: int, path: str = "/", context: ssl.SSLContext | None = None, timeout: float = 10
-) -> tuple[int, dict[str, str], str]:
-    """GET over HTTP/1.1 (TLS with a context): status, headers (lower-case names), body."""
-    if context is None:
-        conn: http.client.HTTPConnection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    else:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
-    finally:
-        conn.close()
-
-
-def get_json(port: int, path: str = "/", context: ssl.SSLContext | None = None) -> dict:
-    status, _, body = request(port, path, context)
-    assert status == 200, body
-    return json.loads(body)
-
-
-def wait_serving(server: Server, port: int | None = None, context: ssl.SSLContext | None = None, deadline_s=30):
-    """Poll until the server answers on `port` (over TLS with a context); fail at once if it exits."""
-    port = port or server.port
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"start.py exited with {server.process.returncode}:\n{server.output()[-3000:]}")
-        try:
-            return request(port, "/", context, timeout=2)
-        except (OSError, http.client.HTTPException):
-            time.sleep(0.05)
-    raise AssertionError(f"no answer on 127.0.0.1:{port} within {deadline_s}s:\n{server.output()[-3000:]}")
-
-
-def stop(server: Server) -> None:
-    """SIGTERM by PID: exit status 0 and the whole process tree gone."""
-    tree = descendants(server.pid)
-    assert server.terminate() == 0, server.output()[-3000:]
-    assert all_gone([server.pid, *tree]) == []
 
 
 def proc_net_ports(kind: str, state: str | None = None) -> set[int]:
@@ -394,7 +353,7 @@ def test_the_peers_test_image_fastapi_under_trio_on_tcp_port(servers, tmp_path):
     pytest.importorskip("fastapi")
     app_dir = app_dir_with(tmp_path, FASTAPI_APP)
     server = start(servers, app_dir, WORKER_CLASS="trio", USE_TCP="true", WEB_CONCURRENCY=None)
-    assert wait_serving(server)[::2] == (200, '{"message":"Test"}')
+    assert server.wait_answer()[::2] == (200, '{"message":"Test"}')
     assert get_json(server.port, "/library") == {"library": "trio"}
     # the default worker count (the CPUs × WORKERS_PER_CORE 1, at least 2)
     planned = dry_run(clean_env(SERVER="hypercorn", WORKER_CLASS="trio"), app_dir)["workers"]
@@ -412,7 +371,7 @@ def test_worker_class_serves_for_real_and_stops_gracefully(servers, tmp_path, wo
         pytest.importorskip(worker_class)
     app_dir = app_dir_with(tmp_path)
     server = start(servers, app_dir, WORKER_CLASS=worker_class)
-    wait_serving(server)
+    server.wait_answer()
     assert get_json(server.port)["runtime"] == (worker_class or "asyncio")
     # start.py became Hypercorn (exec): the PID started is `python -m hypercorn`
     assert as_python_m(cmdline(server.pid))[1:3] == ["-m", "hypercorn"]
@@ -437,7 +396,7 @@ def test_worker_class_serves_for_real_and_stops_gracefully(servers, tmp_path, wo
 def test_use_ssl_serves_tls_on_ssl_port_and_plain_http_on_tcp_port(servers, tmp_path):
     app_dir = app_dir_with(tmp_path)
     cert, _ = self_signed_certificate(app_dir)
-    ssl_port, tcp_port = free_port(), free_port()
+    ssl_port, tcp_port = reserve_port(), reserve_port()
     server = start(
         servers,
         app_dir,
@@ -449,8 +408,8 @@ def test_use_ssl_serves_tls_on_ssl_port_and_plain_http_on_tcp_port(servers, tmp_
         SSL_PORT=str(ssl_port),
         TCP_PORT=str(tcp_port),
     )
-    wait_serving(server, ssl_port, tls_context())
-    assert get_json(ssl_port, "/", tls_context())["scheme"] == "https"
+    server.wait_answer(port=ssl_port, tls=tls_context())
+    assert get_json(ssl_port, "/", tls=tls_context())["scheme"] == "https"
     assert get_json(tcp_port)["scheme"] == "http"  # USE_TCP defaults to true: INSECURE_BIND = HOST:TCP_PORT
 
     # HTTP/2 is negotiated by ALPN on the TLS listener (Hypercorn's own; the peer served it too)
@@ -469,7 +428,7 @@ def test_use_ssl_serves_tls_on_ssl_port_and_plain_http_on_tcp_port(servers, tmp_
 def test_use_tcp_false_serves_tls_only(servers, tmp_path):
     app_dir = app_dir_with(tmp_path)
     self_signed_certificate(app_dir)
-    ssl_port, tcp_port = free_port(), free_port()
+    ssl_port, tcp_port = reserve_port(), reserve_port()
     server = start(
         servers,
         app_dir,
@@ -481,7 +440,7 @@ def test_use_tcp_false_serves_tls_only(servers, tmp_path):
         SSL_PORT=str(ssl_port),
         TCP_PORT=str(tcp_port),
     )
-    wait_serving(server, ssl_port, tls_context())
+    server.wait_answer(port=ssl_port, tls=tls_context())
     assert not tcp_listening(tcp_port)
     stop(server)
 
@@ -489,7 +448,7 @@ def test_use_tcp_false_serves_tls_only(servers, tmp_path):
 def test_insecure_bind_moves_the_plain_listener(servers, tmp_path):
     app_dir = app_dir_with(tmp_path)
     self_signed_certificate(app_dir)
-    ssl_port, tcp_port, insecure_port = free_port(), free_port(), free_port()
+    ssl_port, tcp_port, insecure_port = reserve_port(), reserve_port(), reserve_port()
     server = start(
         servers,
         app_dir,
@@ -501,7 +460,7 @@ def test_insecure_bind_moves_the_plain_listener(servers, tmp_path):
         TCP_PORT=str(tcp_port),
         INSECURE_BIND=f"127.0.0.1:{insecure_port}",
     )
-    wait_serving(server, ssl_port, tls_context())
+    server.wait_answer(port=ssl_port, tls=tls_context())
     assert get_json(insecure_port)["scheme"] == "http"
     assert not tcp_listening(tcp_port)
     stop(server)
@@ -512,8 +471,8 @@ def test_certfile_without_use_ssl_is_tls_on_tcp_port_with_ciphers_and_backlog_se
     app_dir = app_dir_with(tmp_path)
     self_signed_certificate(app_dir)
     server = start(servers, app_dir, CERTFILE="cert.pem", KEYFILE="key.pem", CIPHERS="ECDHE+CHACHA20", BACKLOG="37")
-    wait_serving(server, context=tls_context())
-    assert get_json(server.port, "/", tls_context())["scheme"] == "https"
+    server.wait_answer(tls=tls_context())
+    assert get_json(server.port, "/", tls=tls_context())["scheme"] == "https"
     # CIPHERS set: now ChaCha20 is what a TLS 1.2 client gets, and AES-GCM alone is refused
     with handshake(server.port, tls_context(tls12=True)) as tls:
         assert "CHACHA20" in tls.cipher()[0]
@@ -532,7 +491,7 @@ def test_quic_bind_serves_http3(servers, tmp_path, worker_class):
         pytest.importorskip("trio")
     app_dir = app_dir_with(tmp_path)
     self_signed_certificate(app_dir)
-    port = free_port()
+    port = reserve_port()
     assert not udp_bound(port)
     server = start(
         servers,
@@ -549,7 +508,7 @@ def test_quic_bind_serves_http3(servers, tmp_path, worker_class):
         # (also run directly), so keep the stop short here; see hypercorn_docker.md.
         GRACEFUL_TIMEOUT="1",
     )
-    _, headers, _ = wait_serving(server, port, tls_context())
+    _, headers, _ = server.wait_answer(port=port, tls=tls_context())
     assert udp_bound(port)  # the QUIC listener is bound
     assert headers.get("alt-svc") == f'h3=":{port}"; ma=3600'  # and advertised on HTTPS responses
     h3_headers, body = h3_get(port, "/h3")
@@ -582,8 +541,8 @@ def idle_close_seconds(port: int, bound_s: float = 30) -> float:
 def test_keep_alive_closes_idle_connections_after_its_seconds(servers, tmp_path):
     default = start(servers, app_dir_with(tmp_path / "default"))
     one = start(servers, app_dir_with(tmp_path / "one"), KEEP_ALIVE="1")
-    wait_serving(default)
-    wait_serving(one)
+    default.wait_answer()
+    one.wait_answer()
     default_thread, default_result = in_thread(lambda: idle_close_seconds(default.port))
     one_thread, one_result = in_thread(lambda: idle_close_seconds(one.port))
     one_thread.join(40)
@@ -601,8 +560,8 @@ def test_graceful_timeout_120_lets_a_long_request_finish_and_a_short_one_cuts_it
     # GRACEFUL_TIMEOUT=1: a 60 s request in flight is cut and the server stops
     hasty_dir = app_dir_with(tmp_path / "hasty")
     hasty = start(servers, hasty_dir, GRACEFUL_TIMEOUT="1")
-    wait_serving(patient)
-    wait_serving(hasty)
+    patient.wait_answer()
+    hasty.wait_answer()
     patient_thread, patient_result = in_thread(lambda: get_json(patient.port, "/slow?seconds=4&name=long"))
     hasty_thread, hasty_result = in_thread(lambda: request(hasty.port, "/slow?seconds=60&name=long", timeout=60))
     wait_for_file(patient_dir / "long.started", patient)
@@ -638,7 +597,7 @@ def test_graceful_timeout_120_lets_a_long_request_finish_and_a_short_one_cuts_it
 def test_worker_count_is_real(servers, tmp_path, env, expected):
     app_dir = app_dir_with(tmp_path)
     server = start(servers, app_dir, **env)
-    wait_serving(server)
+    server.wait_answer()
     workers = wait_for_workers(server.pid, expected)
     assert len(workers) == expected, server.output()
     assert len(wait_until_workers_serve(f"http://127.0.0.1:{server.port}/", 1)) == 1
@@ -680,7 +639,7 @@ def test_worker_count_rules_as_planned(tmp_path):
 def test_access_log_and_error_log_go_to_files(servers, tmp_path):
     app_dir = app_dir_with(tmp_path)
     server = start(servers, app_dir, ACCESS_LOG="access.log", ERROR_LOG="error.log")
-    wait_serving(server)
+    server.wait_answer()
     request(server.port, "/?to-the-file")
     stop(server)
     access = (app_dir / "access.log").read_text()
@@ -693,8 +652,8 @@ def test_access_log_and_error_log_go_to_files(servers, tmp_path):
 def test_empty_access_and_error_logs_are_off_and_log_level_applies(servers, tmp_path):
     quiet = start(servers, app_dir_with(tmp_path / "quiet"), ACCESS_LOG="", ERROR_LOG="")
     chatty = start(servers, app_dir_with(tmp_path / "chatty"), LOG_LEVEL="WARNING")
-    wait_serving(quiet)
-    wait_serving(chatty)
+    quiet.wait_answer()
+    chatty.wait_answer()
     request(quiet.port, "/?quiet")
     request(chatty.port, "/?chatty")
     stop(quiet)
@@ -717,7 +676,7 @@ def test_app_main_is_found_before_main(servers, tmp_path):
     (app_dir / "app").mkdir()
     (app_dir / "app" / "main.py").write_text(APP.replace('"runtime": runtime()', '"runtime": "app.main"'))
     server = start(servers, app_dir)
-    wait_serving(server)
+    server.wait_answer()
     assert get_json(server.port)["runtime"] == "app.main"
     stop(server)
 
@@ -760,7 +719,7 @@ def test_a_peer_style_hypercorn_conf_in_the_app_directory_is_used(servers, tmp_p
     app_dir = app_dir_with(tmp_path)
     (app_dir / "hypercorn_conf.py").write_text(PEER_STYLE_CONFIG)
     server = start(servers, app_dir, WEB_CONCURRENCY="2")
-    status, headers, _ = wait_serving(server)
+    status, headers, _ = server.wait_answer()
     assert status == 200 and "server" not in headers  # include_server_header = False: the file ran
     assert len(wait_for_workers(server.pid, 2)) == 2
     assert f'{{"bind": "127.0.0.1:{server.port}", "workers": 2}}' in server.output()
@@ -786,7 +745,7 @@ def test_a_users_config_file_is_layered_over_start_pys_settings(servers, tmp_pat
     (app_dir / file_name).parent.mkdir(parents=True, exist_ok=True)
     (app_dir / file_name).write_text(content)
     server = start(servers, app_dir, WEB_CONCURRENCY="2", HYPERCORN_CONF=hypercorn_conf)
-    status, headers, _ = wait_serving(server)
+    status, headers, _ = server.wait_answer()
     assert status == 200 and "server" not in headers, headers  # the user's setting
     assert len(wait_for_workers(server.pid, 2)) == 2  # start.py's worker count
     request(server.port, "/?layered")
@@ -816,7 +775,7 @@ def test_config_search_order(tmp_path):
 # --------------------------------------------------------------------------
 def test_prestart_sh_runs_before_the_server_in_a_child_shell(servers, tmp_path):
     app_dir = app_dir_with(tmp_path)
-    port = free_port()
+    port = reserve_port()
     (app_dir / "prestart.sh").write_text(
         "echo 'Inside the prestart script'\n"
         "export FROM_PRESTART=sourced\n"
@@ -824,7 +783,7 @@ def test_prestart_sh_runs_before_the_server_in_a_child_shell(servers, tmp_path):
         " > prestart.out\n"
     )
     server = start(servers, app_dir, TCP_PORT=str(port))
-    wait_serving(server)
+    server.wait_answer()
     assert (app_dir / "prestart.out").read_text() == "port free: True\n"  # it ran before the server bound
     assert "Inside the prestart script" in server.output()
     assert "running pre-start script" in server.output()  # the peer echoed "Running script …"

@@ -24,22 +24,25 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from helpers import (
     Server,
-    all_gone,
     as_python_m,
     clean_env,
     cmdline,
-    descendants,
     dry_run,
-    free_port,
     http_get,
+    local_env,
+    request,
+    reserve_port,
     run_start,
+    start_server,
+    stop,
+    wait_for_output,
     wait_for_workers,
+    wait_until,
     wait_until_workers_serve,
     worker_pids,
 )
@@ -183,15 +186,6 @@ def make_app(tmp_path: Path, module: str = "main", source: str = APP_SOURCE) -> 
     return write_module(tmp_path / "srv", module, source)
 
 
-def wait_until(predicate, deadline_s: float = 15) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def plan(app_dir: Path, **env: str) -> dict:
     return dry_run(clean_env(**env), app_dir)
 
@@ -228,35 +222,6 @@ def records(output: str) -> list[tuple[str, str, int, str]]:
         if match:
             found.append((match[1], match[2], int(match[3]), match[4]))
     return found
-
-
-def start(servers: list, app_dir: Path, **env: str) -> Server:
-    server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(free_port()), **env))
-    servers.append(server)
-    return server
-
-
-def wait_for_output(server: Server, text: str, deadline_s: float = 15) -> str:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        output = server.output()
-        if text in output:
-            return output
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not in the output within {deadline_s}s:\n{server.output()[-3000:]}")
-
-
-def stop(server: Server) -> str:
-    """SIGTERM to the PID that was started; exit status 0 and nothing left behind."""
-    tree = descendants(server.pid)
-    assert server.terminate() == 0, server.output()[-3000:]
-    assert all_gone([server.pid, *tree]) == []
-    return server.output()
-
-
-def http_get_with_headers(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, dict[str, str]]:
-    with urllib.request.urlopen(url, timeout=10, context=context) as response:
-        return response.status, response.read().decode(), {key.lower(): value for key, value in response.getheaders()}
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -801,7 +766,7 @@ def test_a_failing_pre_start_script_stops_the_start_with_its_status(tmp_path, na
     # an app that cannot load: were the server started anyway, it would stop by itself
     app_dir = make_app(tmp_path, source="nothing = None\n")
     (app_dir / name).write_text(content)
-    env = clean_env(HOST="127.0.0.1", PORT=str(free_port()), PRE_START_PATH=name, APP_MODULE="main:app")
+    env = clean_env(HOST="127.0.0.1", PORT=str(reserve_port()), PRE_START_PATH=name, APP_MODULE="main:app")
     result = run_start([], env, app_dir, timeout=60)
     assert result.returncode == status, result.stderr[-3000:]
     last = result.stderr.splitlines()[-1]
@@ -834,7 +799,7 @@ def test_process_manager_serves_after_the_pre_start_script(servers, tmp_path, ma
     }
     if manager == "uvicorn":
         env["SERVER_ARGS"] = "--no-server-header"  # instead of UVICORN_CONFIG_OPTIONS
-    server = start(servers, app_dir, **env)
+    server = start_server(servers, app_dir, local_env(**env))
     assert server.wait_ready() == (
         200,
         f"Hello World, from {manager.title()} and Python {sys.version_info[0]}.{sys.version_info[1]}!",
@@ -845,7 +810,7 @@ def test_process_manager_serves_after_the_pre_start_script(servers, tmp_path, ma
     )  # the PID is the server
     expected_marker = "py port_closed=True" if script.endswith(".py") else "sh ran"
     assert (app_dir / "prestart-ran.txt").read_text() == expected_marker
-    headers = http_get_with_headers(server.url("/"))[2]
+    headers = request(server.port, "/")[1]
     assert headers.get("server") == ("uvicorn" if manager == "gunicorn" else None)
     assert http_get(server.url("/env?name=BASIC_AUTH_USERNAME")) == (200, "test_user")
     for path in ("/status", "/health", "/health/live", "/heartbeat", "/healthy", "/log"):
@@ -869,7 +834,9 @@ def test_process_manager_serves_after_the_pre_start_script(servers, tmp_path, ma
 @E2E
 @pytest.mark.parametrize(("manager", "level"), [("gunicorn", "debug"), ("uvicorn", "debug"), ("gunicorn", "warning")])
 def test_log_level_reaches_server_and_app_records(servers, tmp_path, manager, level):
-    server = start(servers, make_app(tmp_path), PROCESS_MANAGER=manager, LOG_LEVEL=level, WEB_CONCURRENCY="1")
+    server = start_server(
+        servers, make_app(tmp_path), local_env(PROCESS_MANAGER=manager, LOG_LEVEL=level, WEB_CONCURRENCY="1")
+    )
     assert server.wait_ready()[0] == 200
     for path in ("/log", "/warn", "/debug"):
         assert http_get(server.url(path))[0] == 200
@@ -893,7 +860,9 @@ def test_log_level_reaches_server_and_app_records(servers, tmp_path, manager, le
 @E2E
 def test_gunicorn_cmd_args_log_level_debug_gives_debug_records_from_master_and_workers(servers, tmp_path):
     """Fix "Drop-in": GUNICORN_CMD_ARGS wins over start.py's levels, as in the old images."""
-    server = start(servers, make_app(tmp_path), GUNICORN_CMD_ARGS="--log-level debug", WEB_CONCURRENCY="1")
+    server = start_server(
+        servers, make_app(tmp_path), local_env(GUNICORN_CMD_ARGS="--log-level debug", WEB_CONCURRENCY="1")
+    )
     assert server.wait_ready()[0] == 200
     [worker] = wait_for_workers(server.pid, 1)
     assert http_get(server.url("/debug"))[0] == 200
@@ -908,14 +877,14 @@ def test_a_users_config_file_really_runs_with_uvicorn_workers_and_start_py_loggi
     """Fix "Drop-in": the user's file sets the count; start.py's bind, worker class, log format and filters still apply."""
     app_dir = make_app(tmp_path)
     (app_dir / "gunicorn_conf.py").write_text(LAYERED_GUNICORN_CONF)
-    port = str(free_port())
+    port = str(reserve_port())
     # fail fast, before a server is started, where Gunicorn would not even bind start.py's address
     settings, _ = gunicorn_settings(app_dir, HOST="127.0.0.1", PORT=port)
     assert settings["bind"] == f"['127.0.0.1:{port}']" and settings["worker_class"].endswith("UvicornWorker"), settings
-    server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=port, LOG_FILTERS="/health"))
+    server = Server(app_dir, local_env(PORT=port, LOG_FILTERS="/health"))
     servers.append(server)
     assert server.wait_ready()[0] == 200
-    status, body, headers = http_get_with_headers(server.url("/"))
+    status, headers, body = request(server.port, "/")
     assert status == 200 and body.startswith("Hello World, from Gunicorn") and headers.get("server") == "uvicorn"
     assert len(wait_for_workers(server.pid, 3)) == 3
     assert len(wait_until_workers_serve(server.url("/pid"), 3)) == 3
@@ -932,7 +901,7 @@ def test_logging_conf_module_formats_every_record(servers, tmp_path):
     """LOGGING_CONF as a module name (inboard's tmp_log on sys.path), with LOG_LEVEL=debug read by it."""
     app_dir = make_app(tmp_path)
     (app_dir / "tmp_log.py").write_text(LOGGING_CONF_SOURCE)
-    server = start(servers, app_dir, LOGGING_CONF="tmp_log", LOG_LEVEL="debug", WEB_CONCURRENCY="1")
+    server = start_server(servers, app_dir, local_env(LOGGING_CONF="tmp_log", LOG_LEVEL="debug", WEB_CONCURRENCY="1"))
     assert server.wait_ready()[0] == 200
     for path in ("/log", "/debug"):
         assert http_get(server.url(path))[0] == 200
@@ -948,9 +917,7 @@ def test_reload_watches_reload_dirs_with_includes_and_excludes(servers, tmp_path
     app_dir = make_app(tmp_path)
     for name in ("watched", "other"):
         (app_dir / name).mkdir()
-    server = start(
-        servers,
-        app_dir,
+    env = local_env(
         PROCESS_MANAGER="uvicorn",
         WITH_RELOAD="true",
         RELOAD_DELAY="0.5",
@@ -958,6 +925,7 @@ def test_reload_watches_reload_dirs_with_includes_and_excludes(servers, tmp_path
         RELOAD_INCLUDES="*.py, *.md",
         RELOAD_EXCLUDES="*[Dd]ockerfile",
     )
+    server = start_server(servers, app_dir, env)
     assert server.wait_ready()[0] == 200
     first = http_get(server.url("/pid"))[1]
     deadline, pid = time.monotonic() + 20, first
@@ -989,17 +957,11 @@ def test_reload_watches_reload_dirs_with_includes_and_excludes(servers, tmp_path
 def test_gunicorn_serves_tls_and_handles_the_arbiter_signals(servers, tmp_path):
     app_dir = make_app(tmp_path)
     cert, key = self_signed_certificate(tmp_path)
-    server = start(servers, app_dir, CERTFILE=str(cert), KEYFILE=str(key), CA_CERTS=str(cert), WEB_CONCURRENCY="1")
+    server = start_server(
+        servers, app_dir, local_env(CERTFILE=str(cert), KEYFILE=str(key), CA_CERTS=str(cert), WEB_CONCURRENCY="1")
+    )
     context = ssl.create_default_context(cafile=str(cert))
-    url = f"https://127.0.0.1:{server.port}/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            status, body, _ = http_get_with_headers(url, context)
-            break
-        except OSError:
-            assert server.process.poll() is None and time.monotonic() < deadline, server.output()[-3000:]
-            time.sleep(0.05)
+    status, body = server.wait_ready(deadline_s=30, tls=context)
     assert status == 200 and body.startswith("Hello World, from Gunicorn")
     output = server.output()
     assert "Listening at: https://127.0.0.1:" in output and "Starting gunicorn" in output
@@ -1019,7 +981,7 @@ def test_gunicorn_serves_tls_and_handles_the_arbiter_signals(servers, tmp_path):
     for sig, name in ((signal.SIGUSR1, "usr1"), (signal.SIGWINCH, "winch")):
         server.process.send_signal(sig)
         wait_for_output(server, f"Handling signal: {name}")
-    assert http_get_with_headers(url, context)[0] == 200
+    assert request(server.port, "/", tls=context)[0] == 200
     assert "Handling signal: term" in stop(server)
 
 
@@ -1037,7 +999,9 @@ def test_a_failing_app_stops_the_server_with_its_exit_status(servers, tmp_path, 
     """inboard's launcher exited 0 whatever Gunicorn did; here the started PID is the server, and its status is the container's.
     One worker: with several, Gunicorn 27.0.1 at times exits 1 instead of 4 (HaltServer raised again while halting)."""
     app_dir = make_app(tmp_path, source=source)
-    server = start(servers, app_dir, PROCESS_MANAGER=manager, APP_MODULE="main:app", WEB_CONCURRENCY="1")
+    server = start_server(
+        servers, app_dir, local_env(PROCESS_MANAGER=manager, APP_MODULE="main:app", WEB_CONCURRENCY="1")
+    )
     accepted = {status, 1} if manager == "uvicorn" else {status}
     assert server.process.wait(timeout=60) in accepted, server.output()[-3000:]
     assert reason in server.output()

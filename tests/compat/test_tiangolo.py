@@ -25,15 +25,15 @@ import pytest
 from helpers import (
     REPO,
     Server,
-    all_gone,
     as_python_m,
     clean_env,
     cmdline,
-    descendants,
     dry_run,
-    free_port,
     http_get,
+    reserve_port,
     run_start,
+    start_server,
+    stop,
     wait_for_workers,
     wait_until_workers_serve,
     worker_pids,
@@ -154,16 +154,9 @@ def image_app(tmp_path: Path, variant: str = "image") -> Path:
     return app_dir
 
 
-def start(servers: list, app_dir: Path, env: dict[str, str], port: int) -> Server:
-    server = Server(app_dir, env)
-    server.port = port
-    servers.append(server)
-    return server
-
-
-def local_env(**env: str) -> tuple[dict[str, str], int]:
-    """The environment with HOST=127.0.0.1 and a free PORT (both overridable), and that port."""
-    values = {"HOST": "127.0.0.1", "PORT": str(free_port()), **env}
+def env_and_port(**env: str) -> tuple[dict[str, str], int]:
+    """The environment with HOST=127.0.0.1 and a reserved PORT (both overridable), and that port."""
+    values = {"HOST": "127.0.0.1", "PORT": str(reserve_port()), **env}
     return clean_env(**values), int(values["PORT"])
 
 
@@ -204,13 +197,6 @@ def server_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if " asgi-start [" not in line and PRESTART_SAYS not in line]
 
 
-def stop(server: Server) -> str:
-    tree = descendants(server.pid)
-    assert server.terminate() == 0, server.output()[-3000:]
-    assert all_gone([server.pid, *tree]) == []
-    return server.output()
-
-
 def refused(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(5)
@@ -237,9 +223,9 @@ def test_defaults(servers, tmp_path, variant):
     assert plan["config_file"] == str(REPO / "gunicorn_conf.py")
     assert plan["prestart"] == str(app_dir / "prestart.sh")
 
-    env, port = local_env()
+    env, port = env_and_port()
     for _run in ("first start", "after a restart"):
-        server = start(servers, app_dir, env, port)
+        server = start_server(servers, app_dir, env, port=port)
         status, body = server.wait_ready()
         if variant == "fastapi":
             expected = f"Hello world! From FastAPI running on Uvicorn with Gunicorn. Using Python {PYTHON_VERSION}"
@@ -284,8 +270,8 @@ def test_env_vars_1(servers, tmp_path):
     assert plan["workers"] == max(2 * plan["cpus"], 2)
     assert plan["log_level"] == "warning"
 
-    env, port = local_env(**inputs)
-    server = start(servers, app_dir, env, port)
+    env, port = env_and_port(**inputs)
+    server = start_server(servers, app_dir, env, port=port)
     assert server.wait_ready() == (200, said(IMAGE_GREETING))
     workers = wait_for_workers(server.pid, plan["workers"])
     assert len(workers) == plan["workers"]
@@ -319,8 +305,8 @@ def test_env_vars_2(servers, tmp_path):
     assert plan["bind"] == ["127.0.0.1:80"] and plan["workers"] == 1
     assert plan["worker_class"] == "uvicorn.workers.UvicornH11Worker"
 
-    env, port = local_env(**inputs)
-    server = start(servers, app_dir, env, port)
+    env, port = env_and_port(**inputs)
+    server = start_server(servers, app_dir, env, port=port)
     assert server.wait_ready() == (200, said(IMAGE_GREETING))
     [worker] = wait_for_workers(server.pid, 1)  # manager + one worker
     settings = gunicorn_settings(server, app_dir)
@@ -345,9 +331,9 @@ def test_env_bind(servers, tmp_path):
     plan = dry_run(clean_env(BIND="0.0.0.0:8080", HOST="127.0.0.1", PORT="9000", MAX_WORKERS="1"), app_dir)
     assert plan["bind"] == ["0.0.0.0:8080"] and plan["workers"] == 1
 
-    bound, unused = free_port(), free_port()
+    bound, unused = reserve_port(), reserve_port()
     env = clean_env(BIND=f"127.0.0.1:{bound}", HOST="127.0.0.1", PORT=str(unused), MAX_WORKERS="1")
-    server = start(servers, app_dir, env, bound)
+    server = start_server(servers, app_dir, env, port=bound)
     assert server.wait_ready() == (200, said(IMAGE_GREETING))
     assert len(wait_for_workers(server.pid, 1)) == 1
     settings = gunicorn_settings(server, app_dir)
@@ -365,8 +351,8 @@ def test_max_workers_caps_web_concurrency_with_a_warning(servers, tmp_path):
     plan = dry_run(clean_env(WEB_CONCURRENCY="3", MAX_WORKERS="1"), app_dir)
     assert plan["workers"] == 1
     assert [warning for warning in plan["warnings"] if "MAX_WORKERS" in warning], plan["warnings"]
-    env, port = local_env(WEB_CONCURRENCY="3", MAX_WORKERS="1")
-    server = start(servers, app_dir, env, port)
+    env, port = env_and_port(WEB_CONCURRENCY="3", MAX_WORKERS="1")
+    server = start_server(servers, app_dir, env, port=port)
     assert server.wait_ready()[0] == 200
     assert len(wait_for_workers(server.pid, 1)) == 1
     output = stop(server)
@@ -428,8 +414,8 @@ def test_app_layouts_and_prestart(servers, tmp_path, case):
     prestart = inputs.get("PRE_START_PATH", str(app_dir / "prestart.sh"))
     assert plan["prestart"] == prestart
 
-    env, port = local_env(**inputs)
-    server = start(servers, app_dir, env, port)
+    env, port = env_and_port(**inputs)
+    server = start_server(servers, app_dir, env, port=port)
     # the test's app, not the image's main.py it was copied beside (package_app: app/main.py wins)
     assert server.wait_ready() == (200, said(TEST_GREETING))
     workers = wait_for_workers(server.pid, plan["workers"])
@@ -463,7 +449,7 @@ def test_users_gunicorn_conf(servers, tmp_path, case):
     worker; what the file sets wins, start.py's other settings still apply."""
     relative, inputs = CONFIG_PLACES[case]
     app_dir = image_app(tmp_path, "package")
-    bound, unused = free_port(), free_port()
+    bound, unused = reserve_port(), reserve_port()
     config = app_dir / relative
     config.write_text(USERS_GUNICORN_CONF.format(bind=f"127.0.0.1:{bound}"))
     if "GUNICORN_CONF" in inputs:  # theirs: /app/custom_gunicorn_conf.py
@@ -474,7 +460,7 @@ def test_users_gunicorn_conf(servers, tmp_path, case):
     assert plan["worker_class"] == "uvicorn_worker.UvicornWorker"
     assert plan["workers"] == 3 and plan["bind"] == [f"127.0.0.1:{bound}"]
 
-    server = start(servers, app_dir, env, bound)
+    server = start_server(servers, app_dir, env, port=bound)
     assert server.wait_ready() == (200, said(TEST_GREETING))  # an ASGI app: a Uvicorn worker, not sync
     workers = wait_for_workers(server.pid, 3)
     assert len(workers) == 3
@@ -516,10 +502,10 @@ def test_worker_class_with_a_users_config(servers, tmp_path, in_file, worker_cla
     app_dir = image_app(tmp_path, "package")
     lines = ["workers = 1", "loglevel = 'info'"] + ([f"worker_class = {in_file!r}"] if in_file else [])
     (app_dir / "gunicorn_conf.py").write_text("\n".join(lines) + "\n")
-    env, port = local_env(**({"WORKER_CLASS": worker_class} if worker_class else {}))
+    env, port = env_and_port(**({"WORKER_CLASS": worker_class} if worker_class else {}))
     plan = dry_run(env, app_dir)
     assert plan["worker_class"] == expected and plan["workers"] == 1
-    server = start(servers, app_dir, env, port)
+    server = start_server(servers, app_dir, env, port=port)
     assert server.wait_ready() == (200, said(TEST_GREETING))
     assert gunicorn_settings(server, app_dir)["worker_class"] == expected
     output = stop(server)
@@ -565,8 +551,8 @@ def test_reload(servers, tmp_path, case):
     ]
     greeting = IMAGE_GREETING if variant == "image" else TEST_GREETING
 
-    env, port = local_env(WITH_RELOAD="true", **inputs)
-    server = start(servers, app_dir, env, port)
+    env, port = env_and_port(WITH_RELOAD="true", **inputs)
+    server = start_server(servers, app_dir, env, port=port)
     assert server.wait_ready() == (200, said(greeting))
     with urllib.request.urlopen(server.url("/debug"), timeout=10) as response:
         assert response.status == 200
@@ -613,7 +599,7 @@ def test_values_tiangolo_let_through_are_errors(tmp_path, inputs, message):
     (start-reload.sh's Uvicorn took `trace`); gunicorn_conf.py failed with a traceback on the others.
     Here each is one line naming the variable, exit status 2, nothing started."""
     app_dir = image_app(tmp_path)
-    result = run_start([], clean_env(HOST="127.0.0.1", PORT=str(free_port()), **inputs), app_dir)
+    result = run_start([], clean_env(HOST="127.0.0.1", PORT=str(reserve_port()), **inputs), app_dir)
     assert result.returncode == 2, result.stderr
     assert f"asgi-start: error: {message}" in result.stderr and "Traceback" not in result.stderr
     assert PRESTART_SAYS not in result.stdout

@@ -19,7 +19,6 @@ import inspect
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -38,8 +37,13 @@ from helpers import (
     clean_env,
     cmdline,
     dry_run,
-    free_port,
+    get_json,
+    local_env,
+    request,
+    reserve_port,
     run_start,
+    start_server,
+    stop,
     wait_for_workers,
 )
 
@@ -76,74 +80,9 @@ def app_copy(tmp_path: Path, name: str) -> Path:
     return app_dir
 
 
-def request_get(
-    port: int,
-    path: str = "/",
-    headers: dict[str, str] | None = None,
-    host: str = "127.0.0.1",
-    tls: bool = False,
-    timeout: float = 10,
-) -> tuple[int, dict[str, str], str]:
-    """One GET on a fresh connection (http.client: no proxy from the environment); status, headers, body."""
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, port, timeout=timeout, context=context
-        )
-    else:
-        connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
-    finally:
-        connection.close()
-
-
-def get_json(port: int, path: str = "/", headers: dict[str, str] | None = None, **kwargs) -> dict:
-    status, _, body = request_get(port, path, headers, **kwargs)
-    assert status == 200, body[-2000:]
-    return json.loads(body)
-
-
-def wait_ready(server: Server, path: str = "/", deadline_s: float = 40, **kwargs) -> None:
-    """Until the server answers on 127.0.0.1 (bounded); fails early, with its output, if it exits."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.output()[-3000:]}")
-        try:
-            request_get(server.port, path, timeout=2, **kwargs)
-            return
-        except (OSError, http.client.HTTPException):
-            time.sleep(0.05)
-    raise AssertionError(f"no answer on port {server.port} within {deadline_s}s:\n{server.output()[-3000:]}")
-
-
-def start(servers: list, app_dir: Path, server_name: str, **env: str) -> Server:
-    """`python start.py` under SERVER=server_name, on 127.0.0.1 unless env has a BIND; ready to serve."""
-    settings = {"SERVER": server_name, "WEB_CONCURRENCY": "1"}
-    if "BIND" not in env:
-        settings.update(HOST="127.0.0.1", PORT=str(free_port()))
-    settings.update(env)
-    server = Server(app_dir, clean_env(**settings))
-    if "BIND" in env:
-        server.port = int(env["BIND"].rpartition(":")[2])
-    servers.append(server)
-    wait_ready(server, tls="CERTFILE" in env)
-    return server
-
-
-def stop(server: Server) -> None:
-    """SIGTERM; a graceful exit is 0, or (README) Uvicorn in one process re-raising SIGTERM after its shutdown."""
-    argv = cmdline(server.pid)
-    status = server.terminate()
-    uvicorn_alone = (
-        as_python_m(argv)[1:3] == ["-m", "uvicorn"] and "--workers" in argv and argv[argv.index("--workers") + 1] == "1"
-    )
-    assert status == 0 or (uvicorn_alone and status == -signal.SIGTERM), f"{status}\n{server.output()[-3000:]}"
+def scope_env(server_name: str, **env: str) -> dict[str, str]:
+    """SERVER=server_name, one worker unless env says otherwise, on 127.0.0.1 and a reserved port unless env has a BIND."""
+    return local_env(SERVER=server_name, **{"WEB_CONCURRENCY": "1", **env})
 
 
 def websocket_connect(url: str, **kwargs):
@@ -181,7 +120,7 @@ def scope_server(request, tmp_path_factory):
     env = clean_env(
         SERVER=server_name,
         HOST="127.0.0.1",
-        PORT=str(free_port()),
+        PORT=str(reserve_port()),
         WEB_CONCURRENCY="1",
         APP_MODULE="main:create_app()",
         ROOT_PATH="/api",
@@ -189,7 +128,7 @@ def scope_server(request, tmp_path_factory):
     plan = dry_run(env, app_dir)
     server = Server(app_dir, env)
     try:
-        wait_ready(server)
+        server.wait_ready()
         yield server_name, server, plan
     finally:
         server.kill_all()  # the whole process group
@@ -286,7 +225,7 @@ def error_lines(stderr: str) -> list[str]:
 @pytest.mark.parametrize(("app_module", "accepted"), BAD_APP_MODULES, ids=[value for value, _ in BAD_APP_MODULES])
 def test_factory_with_arguments_or_bad_attribute_is_exit_2(tmp_path, server_name, app_module, accepted):
     app_dir = app_copy(tmp_path, "scope")
-    env = clean_env(SERVER=server_name, HOST="127.0.0.1", PORT=str(free_port()), APP_MODULE=app_module)
+    env = clean_env(SERVER=server_name, HOST="127.0.0.1", PORT=str(reserve_port()), APP_MODULE=app_module)
     for args in (["--dry-run"], []):  # planning and a real start alike
         result = run_start(args, env, app_dir)
         assert result.returncode == 2, result.stdout + result.stderr
@@ -300,7 +239,7 @@ def test_factory_with_arguments_or_bad_attribute_is_exit_2(tmp_path, server_name
 @pytest.mark.parametrize("server_name", SERVERS)
 def test_server_args_with_unbalanced_quotes_is_exit_2(tmp_path, server_name):
     app_dir = app_copy(tmp_path, "scope")
-    env = clean_env(SERVER=server_name, HOST="127.0.0.1", PORT=str(free_port()), SERVER_ARGS="--header 'x-a: b")
+    env = clean_env(SERVER=server_name, HOST="127.0.0.1", PORT=str(reserve_port()), SERVER_ARGS="--header 'x-a: b")
     for args in (["--dry-run"], []):
         result = run_start(args, env, app_dir)
         assert result.returncode == 2, result.stdout + result.stderr
@@ -314,14 +253,16 @@ def test_server_args_with_unbalanced_quotes_is_exit_2(tmp_path, server_name):
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("server_name", SERVERS)
 def test_untrusted_peer_headers_are_ignored(servers, tmp_path, server_name):
-    server = start(servers, app_copy(tmp_path, "scope"), server_name, FORWARDED_ALLOW_IPS="10.0.0.1")
+    server = start_server(
+        servers, app_copy(tmp_path, "scope"), scope_env(server_name, FORWARDED_ALLOW_IPS="10.0.0.1"), wait=True
+    )
     seen = get_json(server.port, "/", {**FORWARDED, "X-Forwarded-For": f"{CLIENT}, 10.0.0.1"})
     assert seen["client"][0] == "127.0.0.1" and seen["client"][1] > 0
     assert seen["scheme"] == "http"
     with websocket_connect(f"ws://127.0.0.1:{server.port}/", additional_headers=FORWARDED) as ws:
         seen = json.loads(ws.recv(timeout=10))
         assert seen["client"][0] == "127.0.0.1" and seen["scheme"] == "ws"
-    stop(server)
+    stop(server, uvicorn_reraise=True)
 
 
 HOPS = f"{CLIENT}, 198.51.100.9, 10.1.2.3"  # client, an outer proxy, an inner proxy of ours
@@ -349,10 +290,12 @@ def test_several_hops_the_nearest_untrusted_one_is_the_client(request, servers, 
         )
         assert result.returncode == 2 and "Gunicorn before 24 takes addresses only" in result.stderr, result.stderr
         return
-    server = start(servers, app_copy(tmp_path, "scope"), server_name, FORWARDED_ALLOW_IPS=trusted)
+    server = start_server(
+        servers, app_copy(tmp_path, "scope"), scope_env(server_name, FORWARDED_ALLOW_IPS=trusted), wait=True
+    )
     seen = get_json(server.port, "/", {"X-Forwarded-For": HOPS, "X-Forwarded-Proto": "https"})
     assert (seen["client"], seen["scheme"]) == ([client, 0], "https")
-    stop(server)
+    stop(server, uvicorn_reraise=True)
 
 
 # --------------------------------------------------------------------------
@@ -363,9 +306,11 @@ def test_several_hops_the_nearest_untrusted_one_is_the_client(request, servers, 
 @pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("form", ["HOST", "BIND"])
 def test_ipv6_any_address_is_dual_stack(servers, tmp_path, server_name, workers, form):
-    port = free_port()
+    port = reserve_port()
     listen = {"HOST": "::", "PORT": str(port)} if form == "HOST" else {"BIND": f"[::]:{port}"}
-    server = start(servers, app_copy(tmp_path, "scope"), server_name, WEB_CONCURRENCY=workers, **listen)
+    server = start_server(
+        servers, app_copy(tmp_path, "scope"), scope_env(server_name, WEB_CONCURRENCY=workers, **listen), wait=True
+    )
     over_ipv4 = get_json(port, "/", host="127.0.0.1")
     over_ipv6 = get_json(port, "/", host="::1")
     assert over_ipv4["client"][0] in ("127.0.0.1", "::ffff:127.0.0.1"), over_ipv4
@@ -375,7 +320,7 @@ def test_ipv6_any_address_is_dual_stack(servers, tmp_path, server_name, workers,
     assert (seen["client"], seen["scheme"]) == ([CLIENT, 0], "https")
     if workers == "2":  # one listener shared by both workers
         assert len(wait_for_workers(server.pid, 2)) == 2
-    stop(server)
+    stop(server, uvicorn_reraise=True)
 
 
 # The same, where the kernel binds :: to IPv6 only unless told otherwise
@@ -496,7 +441,9 @@ def test_server_args_come_before_the_dash_arguments_and_take_effect(servers, tmp
     raw, words = SERVER_ARGS_CASES[server_name]
     after = AFTER_DASHES[server_name]
     app_dir = app_copy(tmp_path, "scope")
-    env = clean_env(SERVER=server_name, HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="1", SERVER_ARGS=raw)
+    env = clean_env(
+        SERVER=server_name, HOST="127.0.0.1", PORT=str(reserve_port()), WEB_CONCURRENCY="1", SERVER_ARGS=raw
+    )
     result = run_start(["--dry-run", "--", *after], env, app_dir)
     assert result.returncode == 0, result.stderr
     planned = json.loads(result.stdout)["argv"]
@@ -512,12 +459,10 @@ def test_server_args_come_before_the_dash_arguments_and_take_effect(servers, tmp
     else:
         assert argv[-1] in ("main:app", "asgi_start:proxied_app()") and argv[3] == "--config" and at > 4
 
-    server = Server(app_dir, env, args=("--", *after))
-    servers.append(server)
-    wait_ready(server)
+    server = start_server(servers, app_dir, env, wait=True, args=("--", *after))
     assert cmdline(server.pid) == planned
     if server_name == "uvicorn":
-        status, headers, _ = request_get(server.port, "/")
+        status, headers, _ = request(server.port, "/")
         assert status == 200 and "server" not in headers, headers
         assert headers.get("x-from-server-args") == "set by SERVER_ARGS", headers
         assert headers.get("x-after-dashes") == "yes", headers
@@ -525,12 +470,12 @@ def test_server_args_come_before_the_dash_arguments_and_take_effect(servers, tmp
         assert len(wait_for_workers(server.pid, 3)) == 3  # WEB_CONCURRENCY=1, SERVER_ARGS --workers 3
     if server_name in SERVER_ARGS_ACCESS_LINE:
         expected = SERVER_ARGS_ACCESS_LINE[server_name]
-        request_get(server.port, "/probe-server-args")
+        request(server.port, "/probe-server-args")
         deadline = time.monotonic() + 10
         while expected not in server.output() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert expected in server.output(), server.output()[-3000:]
-    stop(server)
+    stop(server, uvicorn_reraise=True)
 
 
 # --------------------------------------------------------------------------
@@ -542,7 +487,7 @@ def tls_server(request, tmp_path_factory):
     server_name = request.param
     app_dir = app_copy(tmp_path_factory.mktemp(f"tls-{server_name}"), "scope")
     cert, key = self_signed_certificate(app_dir)
-    ssl_port, port = free_port(), free_port()
+    ssl_port, port = reserve_port(), reserve_port()
     env = clean_env(
         SERVER=server_name,
         HOST="127.0.0.1",
@@ -556,7 +501,7 @@ def tls_server(request, tmp_path_factory):
     server = Server(app_dir, env)
     server.port = ssl_port
     try:
-        wait_ready(server, tls=True)
+        server.wait_ready(tls=True)
         yield server_name, server, port
     finally:
         server.kill_all()
@@ -567,7 +512,7 @@ def test_https_with_use_ssl_certfile_and_keyfile(tls_server):
     seen = get_json(server.port, "/secure", tls=True)
     assert seen["scheme"] == "https" and seen["http_version"] == "1.1"
     try:  # plain HTTP on the TLS port is not served
-        status: int | None = request_get(server.port, "/", timeout=3)[0]
+        status: int | None = request(server.port, "/", timeout=3)[0]
     except (OSError, http.client.HTTPException):
         status = None
     assert status != 200
@@ -616,9 +561,11 @@ def test_certfile_and_keyfile_alone_turn_tls_on(request, servers, tmp_path, serv
     """README: CERTFILE with KEYFILE turns TLS on (on PORT, without USE_SSL)."""
     app_dir = app_copy(tmp_path, "scope")
     cert, key = self_signed_certificate(app_dir)
-    server = start(servers, app_dir, server_name, CERTFILE=cert.name, KEYFILE=key.name)
+    server = start_server(
+        servers, app_dir, scope_env(server_name, CERTFILE=cert.name, KEYFILE=key.name), wait=True, ready={"tls": True}
+    )
     assert get_json(server.port, "/", tls=True)["scheme"] == "https"
-    stop(server)
+    stop(server, uvicorn_reraise=True)
 
 
 # --------------------------------------------------------------------------
@@ -627,9 +574,8 @@ def test_certfile_and_keyfile_alone_turn_tls_on(request, servers, tmp_path, serv
 @pytest.mark.parametrize("server_name", SERVERS)
 def test_fastapi_factory_behind_a_proxy_under_a_prefix(servers, tmp_path, server_name):
     pytest.importorskip("fastapi")
-    server = start(
-        servers, app_copy(tmp_path, "fastapi"), server_name, APP_MODULE="main:create_app()", ROOT_PATH="/api"
-    )
+    env = scope_env(server_name, APP_MODULE="main:create_app()", ROOT_PATH="/api")
+    server = start_server(servers, app_copy(tmp_path, "fastapi"), env, wait=True)
     seen = get_json(server.port, "/scope", FORWARDED)
     assert seen["framework"] == "fastapi"
     assert seen["root_path"] == "/api" and seen["path"].endswith("/scope")
@@ -637,9 +583,9 @@ def test_fastapi_factory_behind_a_proxy_under_a_prefix(servers, tmp_path, server
     assert seen["url_for"] == f"https://127.0.0.1:{server.port}/api/scope"
     plain = get_json(server.port, "/scope")
     assert plain["client"][0] == "127.0.0.1" and plain["scheme"] == "http"
-    status, _, _ = request_get(server.port, "/missing")
+    status, _, _ = request(server.port, "/missing")
     assert status == 404
-    stop(server)
+    stop(server, uvicorn_reraise=True)
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -651,14 +597,14 @@ def django_server(request, tmp_path_factory):
     env = clean_env(
         SERVER=server_name,
         HOST="127.0.0.1",
-        PORT=str(free_port()),
+        PORT=str(reserve_port()),
         WEB_CONCURRENCY="1",
         APP_MODULE="mysite.asgi:application",
         ROOT_PATH="/api",
     )
     server = Server(app_dir, env)
     try:
-        wait_ready(server)
+        server.wait_ready()
         yield server_name, server
     finally:
         server.kill_all()
@@ -678,5 +624,5 @@ def test_django_request_path_and_redirects_keep_the_prefix(django_server):
     """Django takes request.path from the scope's path; its redirects (APPEND_SLASH here) build on it."""
     _, server = django_server
     assert get_json(server.port, "/whoami/")["path"] == "/api/whoami/"
-    status, headers, _ = request_get(server.port, "/whoami")
+    status, headers, _ = request(server.port, "/whoami")
     assert (status, headers.get("location")) == (301, "/api/whoami/")

@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from helpers import SERVERS, Server, children, clean_env, cmdline, free_port, http_get, wait_for_workers
+from helpers import SERVERS, Server, children, clean_env, cmdline, http_get, reserve_port, wait_for_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def test_the_apps_own_processes_carry_nothing_of_the_launcher(servers, tmp_path,
     app_dir = tmp_path / "srv"
     app_dir.mkdir()
     (app_dir / "main.py").write_text(CHILD_APP)
-    port = free_port()
+    port = reserve_port()
     server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(port), SERVER=server_name, WEB_CONCURRENCY="2"))
     server.port = port
     servers.append(server)
@@ -95,7 +95,7 @@ def test_gunicorn_re_executes_itself_through_the_hand_over(servers, tmp_path):
     from helpers import copy_app
 
     app_dir = copy_app(tmp_path)
-    port = free_port()
+    port = reserve_port()
     server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1", LOG_FORMAT="json"))
     server.port = port
     servers.append(server)

@@ -24,8 +24,8 @@ from helpers import (
     all_gone,
     clean_env,
     descendants,
-    free_port,
     http_get,
+    reserve_port,
 )
 
 import start
@@ -276,7 +276,7 @@ def test_real_start_from_a_hostile_directory(servers, tmp_path, server_name, sta
     access_log = "logs $(touch pwned-logs)/access `touch pwned-log`; && 'x\" *.log"
     env = {
         "HOST": "127.0.0.1",
-        "PORT": str(free_port()),
+        "PORT": str(reserve_port()),
         "SERVER": server_name,
         "WEB_CONCURRENCY": "2",
         "PRE_START_PATH": f"../{app_dir.name}/pre link && touch pwned-link.sh",

@@ -7,7 +7,17 @@ import re
 import urllib.request
 
 import pytest
-from helpers import SERVERS, Server, clean_env, copy_app, free_port, http_get, wait_until_workers_serve
+from helpers import (
+    SERVERS,
+    Server,
+    clean_env,
+    copy_app,
+    http_get,
+    local_env,
+    reserve_port,
+    start_server,
+    wait_until_workers_serve,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -17,10 +27,7 @@ TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WA
 
 
 def start_logging_app(servers, tmp_path, **env: str) -> Server:
-    app_dir = copy_app(tmp_path)
-    server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(free_port()), **env))
-    servers.append(server)
-    assert server.wait_ready()[0] == 200
+    server = start_server(servers, copy_app(tmp_path), local_env(**env), wait=True, expect_status=200)
     # Every worker serving before the test goes on to stop the server: a SIGTERM that meets a
     # Gunicorn worker still booting is lost by it, and the master waits GRACEFUL_TIMEOUT (README).
     workers = 1 if env.get("WITH_RELOAD") else int(env.get("WEB_CONCURRENCY", "2"))
@@ -148,7 +155,7 @@ def test_broken_logging_conf_stops_the_start(tmp_path):
 
     app_dir = copy_app(tmp_path)
     (app_dir / "logs.json").write_text("{broken")
-    result = run_start([], clean_env(PORT=str(free_port()), LOGGING_CONF="logs.json"), app_dir)
+    result = run_start([], clean_env(PORT=str(reserve_port()), LOGGING_CONF="logs.json"), app_dir)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert line.startswith("asgi-start: error: LOGGING_CONF='logs.json': cannot load")
@@ -159,7 +166,7 @@ def test_json_errors_and_prestart_output_are_json_too(tmp_path):
 
     app_dir = copy_app(tmp_path)
     (app_dir / "prestart.sh").write_text("echo migrating; echo oops >&2; exit 3\n")
-    result = run_start([], clean_env(PORT=str(free_port()), LOG_FORMAT="json"), app_dir)
+    result = run_start([], clean_env(PORT=str(reserve_port()), LOG_FORMAT="json"), app_dir)
     assert result.returncode == 3
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert [entry["message"] for entry in entries][1:3] == ["migrating", "oops"]

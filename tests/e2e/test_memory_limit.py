@@ -2,50 +2,35 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
 from helpers import (
-    Server,
+    cgroup_v1_writable,
     clean_env,
     copy_app,
     dry_run,
-    free_port,
     join_cgroup,
+    local_env,
+    start_server,
     wait_for_workers,
     wait_until_workers_serve,
 )
 
-MEMORY_HIERARCHY = Path("/sys/fs/cgroup/memory")
 MiB = 1 << 20
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.cgroup,
     pytest.mark.skipif(
-        not (sys.platform == "linux" and os.geteuid() == 0 and os.access(MEMORY_HIERARCHY, os.W_OK)),
+        not cgroup_v1_writable("memory"),
         reason="needs root and a writable cgroup v1 memory hierarchy at /sys/fs/cgroup/memory",
     ),
 ]
 
 
 @pytest.fixture
-def memory_cgroup():
-    """A cgroup limited to `limit` bytes; removed after the test (its processes must be gone)."""
-    created = []
-
-    def make(limit: int) -> Path:
-        path = MEMORY_HIERARCHY / f"asgi-start-test-{os.getpid()}-{len(created)}"
-        path.mkdir()
-        created.append(path)
-        (path / "memory.limit_in_bytes").write_text(str(limit))
-        return path
-
-    yield make
-    for path in created:
-        path.rmdir()
+def memory_cgroup(cgroup):
+    """A cgroup limited to `limit` bytes (conftest's cgroup fixture creates and removes it)."""
+    return lambda limit: cgroup("memory", {"memory.limit_in_bytes": str(limit)})
 
 
 def test_dry_run_inside_a_memory_limit(tmp_path, memory_cgroup):
@@ -73,9 +58,8 @@ def test_web_concurrency_beyond_the_budget_starts_as_asked_with_a_warning(tmp_pa
 def test_gunicorn_starts_the_memory_aware_number_of_workers(servers, tmp_path, memory_cgroup):
     cgroup = memory_cgroup(600 * MiB)
     app_dir = copy_app(tmp_path)
-    env = clean_env(HOST="127.0.0.1", PORT=str(free_port()), WORKERS_PER_CORE="3", WORKER_MEMORY="200M")
-    server = Server(app_dir, env, preexec_fn=join_cgroup(cgroup))
-    servers.append(server)
+    env = local_env(WORKERS_PER_CORE="3", WORKER_MEMORY="200M")
+    server = start_server(servers, app_dir, env, preexec_fn=join_cgroup(cgroup))
     assert server.wait_ready()[0] == 200
     assert len(wait_for_workers(server.pid, 3)) == 3  # 600 MiB ÷ 200 MiB, not 2 CPUs × 3 = 6
     assert len(wait_until_workers_serve(server.url("/pid"), 3)) == 3

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from helpers import Server, clean_env, copy_app, free_port, http_get, wait_for_workers, worker_pids
+from helpers import Server, clean_env, copy_app, http_get, reserve_port, wait_for_workers, worker_pids
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("prometheus_client")
@@ -42,7 +42,7 @@ def test_counts_add_up_old_files_go_and_dead_workers_leave_the_live_gauge(server
     (metrics_dir / "README.txt").write_text("not prometheus_client's: stays")
 
     env = clean_env(
-        HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+        HOST="127.0.0.1", PORT=str(reserve_port()), WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
     )
     server = Server(app_dir, env)
     servers.append(server)
@@ -89,7 +89,9 @@ def test_the_directory_is_created_and_a_file_in_its_place_is_an_error(servers, t
         == f"asgi-start: error: PROMETHEUS_MULTIPROC_DIR={str(tmp_path / 'taken')!r}: {tmp_path / 'taken'} exists and is not a directory\n"
     )
     missing = tmp_path / "new" / "metrics"
-    env = clean_env(HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="1", PROMETHEUS_MULTIPROC_DIR=str(missing))
+    env = clean_env(
+        HOST="127.0.0.1", PORT=str(reserve_port()), WEB_CONCURRENCY="1", PROMETHEUS_MULTIPROC_DIR=str(missing)
+    )
     server = Server(app_dir, env)
     servers.append(server)
     assert server.wait_ready("/metrics")[0] == 200

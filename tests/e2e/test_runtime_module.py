@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import REPO, SERVERS, Server, clean_env, copy_app, free_port, wait_until_workers_serve
+from helpers import REPO, SERVERS, Server, clean_env, copy_app, reserve_port, wait_until_workers_serve
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ def test_servers_load_the_launcher_code_from_bytecode_only(servers, tmp_path, se
     app_dir = copy_app(tmp_path)
     env = clean_env(
         HOST="127.0.0.1",
-        PORT=str(free_port()),
+        PORT=str(reserve_port()),
         SERVER=server_name,
         WEB_CONCURRENCY="2",
         TMPDIR=str(fresh_tmp),  # an empty TMPDIR, as in a new container

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from helpers import (
     REPO,
     SERVERS,
-    Server,
     all_gone,
     as_python_m,
     clean_env,
@@ -26,10 +22,11 @@ from helpers import (
     copy_app,
     descendants,
     dry_run,
-    free_port,
     http_get,
-    proc_stat,
-    wait_for_http,
+    local_env,
+    reserve_port,
+    session_processes,
+    start_server,
     wait_for_workers,
     wait_until_workers_serve,
     worker_pids,
@@ -48,12 +45,6 @@ with open("prestart-ran.txt", "w") as marker:
 """
 
 
-def start_server(servers: list, app_dir: Path, **env: str) -> Server:
-    server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(free_port()), **env))
-    servers.append(server)
-    return server
-
-
 def slow_request(url: str, results: list) -> None:
     try:
         results.append(http_get(url, timeout=30))
@@ -65,11 +56,10 @@ def slow_request(url: str, results: list) -> None:
 def test_serves_execs_counts_workers_runs_prestart_first_and_stops_gracefully(servers, tmp_path, server_name):
     app_dir = copy_app(tmp_path)
     (app_dir / "prestart.py").write_text(PRESTART)
-    env = clean_env(HOST="127.0.0.1", PORT=str(free_port()), SERVER=server_name, WORKERS_PER_CORE="1.5")
+    env = local_env(SERVER=server_name, WORKERS_PER_CORE="1.5")
     expected = dry_run(env, app_dir)
     assert expected["workers"] == 3  # 2 CPUs × 1.5
-    server = Server(app_dir, env)
-    servers.append(server)
+    server = start_server(servers, app_dir, env)
 
     assert server.wait_ready() == (200, "hello from the test app")
 
@@ -105,7 +95,7 @@ def test_start_py_alone_still_passes_every_setting(servers, tmp_path, server_nam
     alone.mkdir()
     shutil.copy(REPO / "start.py", alone / "start.py")  # no config file anywhere
     app_dir = copy_app(tmp_path)
-    port = free_port()
+    port = reserve_port()
     env = clean_env(
         SERVER=server_name,
         BIND=f"127.0.0.1:{port}",
@@ -116,9 +106,7 @@ def test_start_py_alone_still_passes_every_setting(servers, tmp_path, server_nam
     )
     plan = dry_run(env, app_dir, start=alone / "start.py")
     assert plan["config_file"] is None
-    server = Server(app_dir, env, start=alone / "start.py")
-    server.port = port
-    servers.append(server)
+    server = start_server(servers, app_dir, env, start=alone / "start.py")
     assert server.wait_ready()[0] == 200
     assert len(wait_for_workers(server.pid, 3)) == 3
     # every worker up and serving, so SIGTERM does not meet one still starting (see README, Hypercorn)
@@ -142,23 +130,14 @@ def test_default_config_file_run_by_hand_honours_the_environment(servers, tmp_pa
     app_dir = copy_app(tmp_path)
     for name in ("start.py", "gunicorn_conf.py", "hypercorn_conf.py"):
         shutil.copy(REPO / name, app_dir / name)
-    port = free_port()
+    port = reserve_port()
     env = clean_env(BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="3")
-    process = subprocess.Popen(
-        [sys.executable, "-m", server_name, "-c", config_argument, "main:app"],
-        cwd=app_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        assert wait_for_http(f"http://127.0.0.1:{port}/", process)[0] == 200
-        assert len(wait_for_workers(process.pid, 3)) == 3
-        assert len(wait_until_workers_serve(f"http://127.0.0.1:{port}/pid", 3)) == 3
-    finally:
-        process.terminate()
-        assert process.wait(30) == 0
+    command = [sys.executable, "-m", server_name, "-c", config_argument, "main:app"]
+    server = start_server(servers, app_dir, env, command=command)
+    assert server.wait_ready()[0] == 200
+    assert len(wait_for_workers(server.pid, 3)) == 3
+    assert len(wait_until_workers_serve(f"http://127.0.0.1:{port}/pid", 3)) == 3
+    assert server.terminate() == 0
 
 
 def test_default_config_file_reports_bad_environment_like_start_py(tmp_path):
@@ -195,7 +174,7 @@ def test_users_config_extends_the_default(servers, tmp_path, server_name):
     app_dir = copy_app(tmp_path)
     name, template = USER_CONFIGS[server_name]
     (app_dir / name).write_text(template.format(default=str(REPO / name)))
-    server = start_server(servers, app_dir, SERVER=server_name, WEB_CONCURRENCY="3")
+    server = start_server(servers, app_dir, local_env(SERVER=server_name, WEB_CONCURRENCY="3"))
     # the bind (from the environment, via the default) works, and the override wins
     assert server.wait_ready()[0] == 200
     assert len(wait_for_workers(server.pid, 1)) == 1
@@ -206,7 +185,7 @@ def test_users_config_extends_the_default(servers, tmp_path, server_name):
 def test_prestart_failure_stops_the_start_with_its_status(tmp_path):
     app_dir = copy_app(tmp_path)
     (app_dir / "prestart.sh").write_text("echo preparing; exit 7\n")
-    port = free_port()
+    port = reserve_port()
     result = subprocess.run(
         [sys.executable, str(REPO / "start.py")],
         cwd=app_dir,
@@ -224,12 +203,12 @@ def test_prestart_failure_stops_the_start_with_its_status(tmp_path):
 
 def test_prestart_example_waits_for_a_service(tmp_path):
     app_dir = copy_app(tmp_path)
-    port = free_port()
+    port = reserve_port()
     env = clean_env(
         HOST="127.0.0.1",
         PORT=str(port),
         PRE_START_PATH=str(REPO / "prestart.py"),
-        WAIT_FOR=f"127.0.0.1:{free_port()}",
+        WAIT_FOR=f"127.0.0.1:{reserve_port()}",
         WAIT_FOR_TIMEOUT="1",
     )
     result = subprocess.run(
@@ -254,7 +233,7 @@ def test_server_exit_status_is_propagated(tmp_path):
         cwd=app_dir,
         capture_output=True,
         text=True,
-        env=clean_env(HOST="127.0.0.1", PORT=str(free_port()), VARIABLE_NAME="missing", WEB_CONCURRENCY="1"),
+        env=clean_env(HOST="127.0.0.1", PORT=str(reserve_port()), VARIABLE_NAME="missing", WEB_CONCURRENCY="1"),
         timeout=60,
         check=False,
     )
@@ -272,7 +251,7 @@ APP_LOAD_FAILURE_STATUS = {"gunicorn": {4}, "uvicorn": {3, 1}, "hypercorn": {0},
 def test_app_that_cannot_load_gives_the_servers_exit_status(tmp_path, server_name):
     app_dir = copy_app(tmp_path)
     env = clean_env(
-        HOST="127.0.0.1", PORT=str(free_port()), SERVER=server_name, VARIABLE_NAME="missing", WEB_CONCURRENCY="1"
+        HOST="127.0.0.1", PORT=str(reserve_port()), SERVER=server_name, VARIABLE_NAME="missing", WEB_CONCURRENCY="1"
     )
     began = time.monotonic()
     result = subprocess.run(
@@ -296,7 +275,7 @@ def test_granian_app_load_failure_is_json_records_and_exit_1(tmp_path, workers):
     app_dir = copy_app(tmp_path)
     env = clean_env(
         HOST="127.0.0.1",
-        PORT=str(free_port()),
+        PORT=str(reserve_port()),
         SERVER="granian",
         VARIABLE_NAME="missing",
         WEB_CONCURRENCY=workers,
@@ -326,50 +305,10 @@ def test_granian_app_load_failure_is_json_records_and_exit_1(tmp_path, workers):
     assert session_processes(process.pid) == []
 
 
-def session_processes(session: int) -> list[int]:
-    """Live processes of a session (each server here is started in its own)."""
-    found = []
-    for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
-        try:
-            in_session = os.getsid(pid) == session
-        except OSError:  # gone meanwhile
-            continue
-        stat = proc_stat(pid)
-        if in_session and stat is not None and stat[0] != "Z":
-            found.append(pid)
-    return found
-
-
-def test_uvicorn_many_workers_on_asyncio_has_no_delayed_ack_stall(servers, tmp_path):
-    # Uvicorn's own multi-process bind leaves Nagle on; with --loop asyncio every
-    # keep-alive response then waits ~40 ms. start.py's pre-bound socket avoids it.
-    app_dir = copy_app(tmp_path)
-    port = free_port()
-    env = clean_env(HOST="127.0.0.1", PORT=str(port), SERVER="uvicorn", WEB_CONCURRENCY="2", ACCESS_LOG="")
-    server = Server(app_dir, env, args=("--", "--loop", "asyncio", "--http", "h11"))
-    servers.append(server)
-    assert server.wait_ready()[0] == 200
-    median = median_keep_alive_latency(port)
-    assert median < 0.015, f"median {median * 1000:.1f} ms"
-    assert server.terminate() == 0
-
-
-def median_keep_alive_latency(port: int, requests: int = 40) -> float:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    latencies = []
-    for _ in range(requests):
-        began = time.perf_counter()
-        connection.request("GET", "/")
-        connection.getresponse().read()
-        latencies.append(time.perf_counter() - began)
-    connection.close()
-    return statistics.median(latencies)
-
-
 @pytest.mark.parametrize("server_name", SERVERS)
 def test_reload_mode_serves_one_process_and_reloads(servers, tmp_path, server_name):
     app_dir = copy_app(tmp_path)
-    server = start_server(servers, app_dir, SERVER=server_name, WITH_RELOAD="true")
+    server = start_server(servers, app_dir, local_env(SERVER=server_name, WITH_RELOAD="true"))
     assert server.wait_ready()[1] == "hello from the test app"
     main = app_dir / "main.py"
     time.sleep(1.1)  # let the reloader take its first snapshot
@@ -393,7 +332,7 @@ def test_reload_mode_serves_one_process_and_reloads(servers, tmp_path, server_na
 def test_worker_processes_match_dry_run_under_uvicorn_hypercorn_and_granian_defaults(servers, tmp_path):
     app_dir = copy_app(tmp_path)
     for server_name in ("uvicorn", "hypercorn", "granian"):
-        server = start_server(servers, app_dir, SERVER=server_name)
+        server = start_server(servers, app_dir, local_env(SERVER=server_name))
         planned = dry_run(clean_env(HOST="127.0.0.1", PORT=str(server.port), SERVER=server_name), app_dir)["workers"]
         assert planned == 2  # 2 CPUs × WORKERS_PER_CORE 1
         assert server.wait_ready()[0] == 200

@@ -62,12 +62,12 @@ import pytest
 from helpers import (
     REPO,
     START,
-    Server,
     all_gone,
-    clean_env,
     copy_app,
     descendants,
-    free_port,
+    local_env,
+    session_processes,
+    start_server,
     wait_until_workers_serve,
 )
 
@@ -157,46 +157,12 @@ def pid_namespaces_work() -> bool:
     return True
 
 
-class Pid1Server(Server):
-    """`python start.py` as PID 1 of a new PID namespace; `pid` is unshare, `target` the PID 1."""
-
-    def __init__(self, app_dir: Path, env: dict[str, str]) -> None:
-        self.port = int(env.get("PORT") or 0)
-        self.log_dir = app_dir.parent
-        self.stdout = open(self.log_dir / "stdout.log", "w+")  # noqa: SIM115 -- closed in kill_all()
-        self.stderr = open(self.log_dir / "stderr.log", "w+")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--kill-child", sys.executable, str(START)],
-            cwd=app_dir,
-            env=env,
-            stdout=self.stdout,
-            stderr=self.stderr,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-
-
-def session_processes(session: int) -> list[int]:
-    """Live processes of a session: each server is started in its own, so this finds every
-    process of the tree, also those spawned after the signal or orphaned."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[3]) == session:
-            found.append(int(entry))
-    return found
+# start.py as PID 1 of a new PID namespace: `pid` is unshare, the PID 1 is its child.
+PID1 = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, str(START)]
 
 
 def server_env(server_name: str, workers: int, extra: dict[str, str]) -> dict[str, str]:
-    return clean_env(
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
+    return local_env(
         SERVER=server_name,
         WEB_CONCURRENCY=str(workers),
         GRACEFUL_TIMEOUT="120",
@@ -214,8 +180,7 @@ def launch(
         main = app_dir / "main.py"
         main.write_text(SLOW_APP_IMPORT[widened] + main.read_text())
     env = server_env(server_name, workers, extra)
-    server = Pid1Server(app_dir, env) if pid1 else Server(app_dir, env)
-    servers.append(server)
+    server = start_server(servers, app_dir, env, command=PID1 if pid1 else None)
     deadline = time.monotonic() + 15
     target = server.pid
     while pid1 and target == server.pid and time.monotonic() < deadline:

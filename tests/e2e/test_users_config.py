@@ -18,13 +18,16 @@ from pathlib import Path
 
 import pytest
 from helpers import (
-    Server,
     clean_env,
     copy_app,
     dry_run,
-    free_port,
+    get_json,
     http_get,
+    local_env,
+    reserve_port,
     run_start,
+    start_server,
+    wait_for_output,
     wait_for_workers,
     worker_pids,
 )
@@ -64,33 +67,6 @@ def probe_app(tmp_path: Path) -> Path:
     return app_dir
 
 
-def start(servers: list, app_dir: Path, port: int, **env: str) -> Server:
-    server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(port), **env))
-    server.port = port
-    servers.append(server)
-    status, _ = server.wait_ready()
-    assert status == 200, server.output()
-    return server
-
-
-def get_json(server: Server, path: str = "/", headers: dict[str, str] | None = None) -> dict:
-    import urllib.request
-
-    request = urllib.request.Request(server.url(path), headers=headers or {})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def wait_for_line(server: Server, text: str, deadline_s: float = 10) -> str:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        output = server.output()
-        if text in output:
-            return output
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not in the output:\n{server.output()}")
-
-
 # --- the worker class -------------------------------------------------------------
 
 
@@ -98,7 +74,7 @@ def wait_for_line(server: Server, text: str, deadline_s: float = 10) -> str:
 def test_a_file_without_worker_class_runs_the_uvicorn_worker(servers, tmp_path, where):
     """Before: Gunicorn's sync worker ran the ASGI app and every request was a 500."""
     app_dir = copy_app(tmp_path)
-    port = free_port()
+    port = reserve_port()
     env = {}
     if where == "GUNICORN_CONF":
         conf = tmp_path / "elsewhere" / "my gunicorn.py"
@@ -111,9 +87,7 @@ def test_a_file_without_worker_class_runs_the_uvicorn_worker(servers, tmp_path, 
     assert plan["worker_class"] == "uvicorn_worker.UvicornWorker"
     assert plan["config_file"] == str(conf)
     assert plan["bind"] == [f"127.0.0.1:{port}"] and plan["workers"] == 2  # as the file says
-    server = Server(app_dir, clean_env(**env))  # no HOST/PORT: the file's bind is the one that listens
-    server.port = port
-    servers.append(server)
+    server = start_server(servers, app_dir, clean_env(**env), port=port)  # no HOST/PORT: the file's bind listens
     assert server.wait_ready() == (200, "hello from the test app")
     output = server.output()
     assert "Using worker: uvicorn_worker.UvicornWorker" in output
@@ -138,14 +112,16 @@ def test_worker_class_precedence(servers, tmp_path):
     assert dry_run(clean_env(), app_dir)["worker_class"] == f"set by file:{app_dir / 'gunicorn_conf.py'}"
 
     # the file's class runs
-    port = free_port()
+    port = reserve_port()
     (app_dir / "gunicorn_conf.py").write_text('worker_class = "uvicorn_worker.UvicornH11Worker"\nworkers = 1\n')
-    server = start(servers, app_dir, port)
+    server = start_server(servers, app_dir, local_env(PORT=str(port)), wait=True, expect_status=200)
     assert "Using worker: uvicorn_worker.UvicornH11Worker" in server.output()
     assert server.terminate() == 0
     # WORKER_CLASS over the file's (the file names Gunicorn's sync worker, which cannot serve ASGI)
     (app_dir / "gunicorn_conf.py").write_text('worker_class = "sync"\nworkers = 1\n')
-    server = start(servers, app_dir, free_port(), WORKER_CLASS="uvicorn_worker.UvicornH11Worker")
+    server = start_server(
+        servers, app_dir, local_env(WORKER_CLASS="uvicorn_worker.UvicornH11Worker"), wait=True, expect_status=200
+    )
     assert "Using worker: uvicorn_worker.UvicornH11Worker" in server.output()
     assert server.terminate() == 0
 
@@ -154,8 +130,8 @@ def test_root_path_reaches_the_app_through_the_files_uvicorn_worker(servers, tmp
     app_dir = probe_app(tmp_path)
     (app_dir / "gunicorn_conf.py").write_text('worker_class = "uvicorn_worker.UvicornH11Worker"\nworkers = 1\n')
     assert dry_run(clean_env(ROOT_PATH="/api"), app_dir)["worker_class"] == "asgi_start.UvicornH11Worker"
-    server = start(servers, app_dir, free_port(), ROOT_PATH="/api")
-    assert get_json(server)["root_path"] == "/api"
+    server = start_server(servers, app_dir, local_env(ROOT_PATH="/api"), wait=True, expect_status=200)
+    assert get_json(server.port)["root_path"] == "/api"
     assert server.terminate() == 0
     # a class that cannot carry ROOT_PATH is refused before anything starts
     (app_dir / "gunicorn_conf.py").write_text('worker_class = "sync"\n')
@@ -176,10 +152,10 @@ def test_a_debug_level_from_gunicorn_cmd_args_or_the_file_reaches_master_and_wor
         env["GUNICORN_CMD_ARGS"] = "--log-level debug"
     else:
         (app_dir / "gunicorn_conf.py").write_text('loglevel = "debug"\n')
-    server = start(servers, app_dir, free_port(), **env)
-    body = get_json(server, "/debug")
+    server = start_server(servers, app_dir, local_env(**env), wait=True, expect_status=200)
+    body = get_json(server.port, "/debug")
     assert body["uvicorn.error"] == 10  # DEBUG in the worker
-    output = wait_for_line(server, f"worker {body['pid']} says debug")
+    output = wait_for_output(server, f"worker {body['pid']} says debug", deadline_s=10)
     assert f"DEBUG uvicorn.error [{body['pid']}] worker {body['pid']} says debug" in output
     assert f"DEBUG gunicorn.error [{server.pid}] Arbiter booted" in output
     assert server.terminate() == 0
@@ -187,8 +163,10 @@ def test_a_debug_level_from_gunicorn_cmd_args_or_the_file_reaches_master_and_wor
 
 def test_log_level_still_applies_without_an_override(servers, tmp_path):
     app_dir = probe_app(tmp_path)
-    server = start(servers, app_dir, free_port(), WEB_CONCURRENCY="1", LOG_LEVEL="warning")
-    assert get_json(server, "/debug")["uvicorn.error"] == 30
+    server = start_server(
+        servers, app_dir, local_env(WEB_CONCURRENCY="1", LOG_LEVEL="warning"), wait=True, expect_status=200
+    )
+    assert get_json(server.port, "/debug")["uvicorn.error"] == 30
     output = server.output()
     assert " INFO gunicorn.error " not in output and " DEBUG " not in output
     assert server.terminate() == 0
@@ -201,8 +179,8 @@ def test_logging_destinations_follow_the_file_and_the_format_stays_start_pys(ser
     app_dir = probe_app(tmp_path)
     error_log = tmp_path / "gunicorn-error.log"
     (app_dir / "gunicorn_conf.py").write_text(f"workers = 1\nerrorlog = {str(error_log)!r}\naccesslog = None\n")
-    server = start(servers, app_dir, free_port(), LOG_FORMAT="json")
-    get_json(server)
+    server = start_server(servers, app_dir, local_env(LOG_FORMAT="json"), wait=True, expect_status=200)
+    get_json(server.port)
     assert server.terminate() == 0
     records = [json.loads(line) for line in error_log.read_text().splitlines()]
     assert any(record["logger"] == "gunicorn.error" and "Booting worker" in record["message"] for record in records)
@@ -221,7 +199,7 @@ def test_the_files_own_logging_configuration_replaces_start_pys(servers, tmp_pat
         "root": {"level": "INFO", "handlers": ["out"]},  # Gunicorn's defaults name a handler of theirs otherwise
     }
     (app_dir / "gunicorn_conf.py").write_text(f"workers = 1\nlogconfig_dict = {config!r}\n")
-    server = start(servers, app_dir, free_port())
+    server = start_server(servers, app_dir, local_env(), wait=True, expect_status=200)
     assert "MINE gunicorn.error Booting worker" in server.output()
     assert server.terminate() == 0
 
@@ -241,7 +219,13 @@ def test_start_pys_hooks_run_before_the_files_own(servers, tmp_path):
         "    open(os.path.join(MARKS, f'exited-{worker.pid}'), 'w').close()\n"
     )
     metrics_dir = tmp_path / "metrics"
-    server = start(servers, app_dir, free_port(), WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    server = start_server(
+        servers,
+        app_dir,
+        local_env(WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)),
+        wait=True,
+        expect_status=200,
+    )
     first = wait_for_workers(server.pid, 2)
     assert len(first) == 2
     deadline = time.monotonic() + 10
@@ -268,14 +252,14 @@ def test_the_control_socket_stays_off_unless_the_file_turns_it_on(servers, tmp_p
     home = tmp_path / "home"
     home.mkdir()
     (app_dir / "gunicorn_conf.py").write_text("workers = 1\n")
-    server = start(servers, app_dir, free_port(), HOME=str(home))
+    server = start_server(servers, app_dir, local_env(HOME=str(home)), wait=True, expect_status=200)
     assert not (home / ".gunicorn").exists()
     assert server.terminate() == 0
     socket_path = tmp_path / "gunicorn.ctl"
     (app_dir / "gunicorn_conf.py").write_text(
         f"workers = 1\ncontrol_socket_disable = False\ncontrol_socket = {str(socket_path)!r}\n"
     )
-    server = start(servers, app_dir, free_port(), HOME=str(home))
+    server = start_server(servers, app_dir, local_env(HOME=str(home)), wait=True, expect_status=200)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not socket_path.exists():
         time.sleep(0.05)
@@ -286,12 +270,12 @@ def test_the_control_socket_stays_off_unless_the_file_turns_it_on(servers, tmp_p
 def test_the_files_trusted_proxies_win_over_the_default(servers, tmp_path):
     app_dir = probe_app(tmp_path)
     forwarded = {"X-Forwarded-For": "203.0.113.7"}
-    server = start(servers, app_dir, free_port(), WEB_CONCURRENCY="1")
-    assert get_json(server, headers=forwarded)["client"][0] == "203.0.113.7"  # 127.0.0.1 is trusted by default
+    server = start_server(servers, app_dir, local_env(WEB_CONCURRENCY="1"), wait=True, expect_status=200)
+    assert get_json(server.port, headers=forwarded)["client"][0] == "203.0.113.7"  # 127.0.0.1 is trusted by default
     assert server.terminate() == 0
     (app_dir / "gunicorn_conf.py").write_text('workers = 1\nforwarded_allow_ips = "192.0.2.1"\n')
-    server = start(servers, app_dir, free_port())
-    assert get_json(server, headers=forwarded)["client"][0] == "127.0.0.1"
+    server = start_server(servers, app_dir, local_env(), wait=True, expect_status=200)
+    assert get_json(server.port, headers=forwarded)["client"][0] == "127.0.0.1"
     assert server.terminate() == 0
 
 
@@ -299,8 +283,7 @@ def test_a_sigterm_right_after_start_still_stops_the_server_with_a_users_post_fo
     """The booting-worker guard survives a post_fork of the user's: a SIGTERM while workers boot is acted on."""
     app_dir = copy_app(tmp_path)
     (app_dir / "gunicorn_conf.py").write_text("import time\ndef post_fork(server, worker):\n    time.sleep(0.3)\n")
-    server = Server(app_dir, clean_env(HOST="127.0.0.1", PORT=str(free_port()), WEB_CONCURRENCY="2"))
-    servers.append(server)
+    server = start_server(servers, app_dir, local_env(WEB_CONCURRENCY="2"))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not worker_pids(server.pid):
         time.sleep(0.01)
@@ -335,7 +318,7 @@ def test_a_config_module(servers, tmp_path):
     (app_dir / "myconf.py").write_text("workers = 1\n")
     plan = dry_run(clean_env(GUNICORN_CONF="python:myconf"), app_dir)
     assert plan["workers"] == 1 and plan["worker_class"] == "uvicorn_worker.UvicornWorker"
-    server = start(servers, app_dir, free_port(), GUNICORN_CONF="python:myconf")
+    server = start_server(servers, app_dir, local_env(GUNICORN_CONF="python:myconf"), wait=True, expect_status=200)
     assert len(wait_for_workers(server.pid, 1)) == 1
     assert server.terminate() == 0
 
@@ -346,7 +329,7 @@ def test_a_config_module(servers, tmp_path):
 @pytest.mark.parametrize("form", ["hypercorn_conf.py", "toml", "python:"])
 def test_a_hypercorn_file_is_laid_over_start_pys_options(servers, tmp_path, form):
     app_dir = probe_app(tmp_path)
-    port = free_port()
+    port = reserve_port()
     env = {"SERVER": "hypercorn", "LOG_FORMAT": "json"}
     if form == "hypercorn_conf.py":
         (app_dir / "hypercorn_conf.py").write_text(f'bind = ["127.0.0.1:{port}"]\nworkers = 1\n')
@@ -362,13 +345,11 @@ def test_a_hypercorn_file_is_laid_over_start_pys_options(servers, tmp_path, form
         assert plan["workers_reason"].startswith(f"set by toml:{app_dir / 'conf.toml'} (start.py's rule: ")
     else:
         assert plan["bind"] == [f"127.0.0.1:{port}"] and plan["workers"] == 1
-    server = Server(app_dir, clean_env(**env))
-    server.port = port
-    servers.append(server)
+    server = start_server(servers, app_dir, clean_env(**env), port=port)
     assert server.wait_ready()[0] == 200, server.output()
     assert len(wait_for_workers(server.pid, 1)) == 1
     # start.py's proxy-headers wrapper and its JSON logging survive the file
-    assert get_json(server, headers={"X-Forwarded-For": "203.0.113.9"})["client"][0] == "203.0.113.9"
+    assert get_json(server.port, headers={"X-Forwarded-For": "203.0.113.9"})["client"][0] == "203.0.113.9"
     assert server.terminate() == 0
     records = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
     assert any(record["logger"] == "hypercorn.access" for record in records), server.output()
@@ -379,12 +360,14 @@ def test_worker_class_over_a_hypercorn_file(servers, tmp_path):
     (app_dir / "hypercorn_conf.py").write_text('worker_class = "uvloop"\nworkers = 1\n')
     assert dry_run(clean_env(SERVER="hypercorn"), app_dir)["worker_class"] == "uvloop"
     assert dry_run(clean_env(SERVER="hypercorn", WORKER_CLASS="trio"), app_dir)["worker_class"] == "trio"
-    server = start(servers, app_dir, free_port(), SERVER="hypercorn", WORKER_CLASS="trio")
-    assert get_json(server)["async_library"] == "trio"  # WORKER_CLASS, not the file's uvloop
+    server = start_server(
+        servers, app_dir, local_env(SERVER="hypercorn", WORKER_CLASS="trio"), wait=True, expect_status=200
+    )
+    assert get_json(server.port)["async_library"] == "trio"  # WORKER_CLASS, not the file's uvloop
     assert server.terminate() == 0
     (app_dir / "hypercorn_conf.py").write_text('worker_class = "trio"\nworkers = 1\n')
-    server = start(servers, app_dir, free_port(), SERVER="hypercorn")
-    assert get_json(server)["async_library"] == "trio"  # the file's, over start.py's asyncio
+    server = start_server(servers, app_dir, local_env(SERVER="hypercorn"), wait=True, expect_status=200)
+    assert get_json(server.port)["async_library"] == "trio"  # the file's, over start.py's asyncio
     assert server.terminate() == 0
 
 
@@ -397,12 +380,10 @@ def test_a_replaced_default_beside_start_py_is_laid_over_too(servers, tmp_path):
     image_root = tmp_path / "image-root"
     image_root.mkdir()
     shutil.copy(START, image_root / "start.py")
-    port = free_port()
+    port = reserve_port()
     (image_root / "gunicorn_conf.py").write_text(TIANGOLO_STYLE.format(port=port))
     app_dir = copy_app(tmp_path)
-    server = Server(app_dir, clean_env(), start=image_root / "start.py")
-    server.port = port
-    servers.append(server)
+    server = start_server(servers, app_dir, clean_env(), port=port, start=image_root / "start.py")
     assert server.wait_ready() == (200, "hello from the test app")
     assert "Using worker: uvicorn_worker.UvicornWorker" in server.output()
     assert server.terminate() == 0

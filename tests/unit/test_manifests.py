@@ -18,7 +18,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from helpers import REPO, clean_env, copy_app, dry_run
+from helpers import REPO
 
 MANIFESTS = REPO / "deploy" / "kubernetes"
 FILES = sorted(MANIFESTS.glob("*.y*ml"))
@@ -175,16 +175,6 @@ def test_worker_memory_fits_the_memory_limit():
     assert by_cpu * worker_memory <= memory_limit, (
         f"{by_cpu} workers (CPU limit {limits['cpu']}) x WORKER_MEMORY {raw} > memory limit {limits['memory']}"
     )
-
-
-def test_start_py_accepts_the_environment_and_plans_the_expected_workers(tmp_path):
-    """start.py --dry-run with the manifest's environment, the CPU limit given as PYTHON_CPU_COUNT."""
-    variables = env()
-    cpu_limit = quantity(container()["resources"]["limits"]["cpu"])
-    cores = max(math.ceil(cpu_limit), 1)
-    plan = dry_run(clean_env(**variables, PYTHON_CPU_COUNT=str(cores)), copy_app(tmp_path))
-    assert plan["workers"] == expected_workers(variables, cpu_limit), plan
-    assert plan["bind"] == [f"0.0.0.0:{variables['PORT']}"], plan
 
 
 # --------------------------------------------------------------------------

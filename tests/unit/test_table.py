@@ -236,28 +236,6 @@ def test_runtime_bytecode_is_written_and_valid(tmp_path, monkeypatch):
     assert (source.stat().st_mtime_ns, cache.stat().st_mtime_ns) == before
 
 
-def test_generated_files_of_two_configurations_never_share_a_name(tmp_path):
-    """Java's String.hashCode gave LOG_FILTERS=/Aa and /BB the same file name; two starts must not."""
-    import subprocess
-
-    app_dir = tmp_path / "app"
-    app_dir.mkdir()
-    (app_dir / "main.py").write_text("app = None\n")
-    names = []
-    for filters in ("/Aa", "/BB"):
-        env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "SERVER": "uvicorn", "LOG_FILTERS": filters}
-        result = subprocess.run(
-            [sys.executable, str(start.__file__), "--dry-run"],
-            env=env,
-            cwd=app_dir,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        names.append(set(json.loads(result.stdout)["files"]))
-    assert names[0] and names[1] and not names[0] & names[1]
-
-
 def test_the_layered_config_file_stands_alone(tmp_path):
     """The config file written for a user's own config file: its own names only, and nothing but settings
     left in its namespace (Hypercorn pickles every name of it for its spawned workers)."""
