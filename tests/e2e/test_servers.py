@@ -305,6 +305,32 @@ def test_granian_app_load_failure_is_json_records_and_exit_1(tmp_path, workers):
     assert session_processes(process.pid) == []
 
 
+def test_uvicorn_many_workers_on_asyncio_has_no_delayed_ack_stall(servers, tmp_path):
+    """Uvicorn's own multi-process bind leaves Nagle on; with --loop asyncio every keep-alive response then
+    waits for a delayed ACK, about 40 ms. start.py's pre-bound socket has TCP_NODELAY. A functional check of
+    that socket option (a 40 ms stall, or none), not a performance claim: the bound sits far from both."""
+    import http.client
+    import statistics
+
+    app_dir = copy_app(tmp_path)
+    port = reserve_port()
+    env = clean_env(HOST="127.0.0.1", PORT=str(port), SERVER="uvicorn", WEB_CONCURRENCY="2", ACCESS_LOG="")
+    server = start_server(
+        servers, app_dir, env, port=port, wait=True, args=("--", "--loop", "asyncio", "--http", "h11")
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies = []
+    for _ in range(40):
+        began = time.perf_counter()
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        latencies.append(time.perf_counter() - began)
+    connection.close()
+    median = statistics.median(latencies)
+    assert median < 0.015, f"median {median * 1000:.1f} ms: the delayed-ACK stall is back"
+    assert server.terminate() == 0
+
+
 @pytest.mark.parametrize("server_name", SERVERS)
 def test_reload_mode_serves_one_process_and_reloads(servers, tmp_path, server_name):
     app_dir = copy_app(tmp_path)
