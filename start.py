@@ -1471,10 +1471,18 @@ def find_config_file(
     return beside_start if os.path.isfile(beside_start) else None
 
 
-def users_config(config_file: str | None, default_name: str, facts: Facts) -> str | None:
-    """The config file as a location (`file:PATH`, `python:MODULE` or `toml:PATH`) when it is the user's own,
-    None when there is none or it is start.py's default, which reads the options start.py hands over (also
-    when it is not beside start.py: the old images kept their default where users now put their own)."""
+class UsersConfig:
+    """A config file of the user's own: where the server finds it (`file:PATH`, `python:MODULE` or
+    `toml:PATH`), its path on disk and its text (read once; None where it cannot be read)."""
+
+    def __init__(self, location: str, path: str | None, text: str | None) -> None:
+        self.location, self.path, self.text = location, path, text
+
+
+def users_config(config_file: str | None, default_name: str, facts: Facts) -> UsersConfig | None:
+    """The config file when it is the user's own; None when there is none or it is start.py's default, which
+    reads the options start.py hands over (also when it is not beside start.py: the old images kept their
+    default where users now put their own)."""
     if config_file is None:
         return None
     if config_file.startswith(("file:", "python:")):
@@ -1484,7 +1492,7 @@ def users_config(config_file: str | None, default_name: str, facts: Facts) -> st
     kind, _, where = location.partition(":")
     path = module_origin(where, facts.search_path) if kind == "python" else where
     text = _read(path) if path else None
-    return None if text is not None and OPTIONS_VARIABLE in text else location
+    return None if text is not None and OPTIONS_VARIABLE in text else UsersConfig(location, path, text)
 
 
 # What start.py reads, without running it, from a config file of the user's own: what it reports
@@ -1492,14 +1500,11 @@ def users_config(config_file: str | None, default_name: str, facts: Facts) -> st
 CONFIG_FILE_REPORTS = ("worker_class", "bind", "workers")
 
 
-def config_assignments(
-    location: str, facts: Facts, problems: list[str], variable: str, given: str | None
-) -> dict[str, Any]:
+def config_assignments(users: UsersConfig, problems: list[str], variable: str, given: str | None) -> dict[str, Any]:
     """Which of CONFIG_FILE_REPORTS the user's config file sets, read without running it (the server runs
     it, once): each to the value the file writes as a literal, else to the words `set by LOCATION`."""
-    kind, _, where = location.partition(":")
-    path = module_origin(where, facts.search_path) if kind == "python" else where
-    text = _read(path) if path else None
+    location, path, text = users.location, users.path, users.text
+    kind = location.partition(":")[0]
     if path is None or text is None:
         return {}  # reported by find_config_file, or the server's to report
     computed = f"set by {location}"
@@ -1905,13 +1910,13 @@ def config_file_options(server: str, settings: Settings, facts: Facts, options: 
 
 def with_users_config(
     config: dict[str, Any],
-    users: str,
+    users: UsersConfig,
     facts: Facts,
     over: dict[str, Any],
     root_path_workers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The options, with what layered_config needs to lay the user's config file over them."""
-    config[USERS_CONFIG_KEY] = users
+    config[USERS_CONFIG_KEY] = users.location
     config[BUILT_IN_LOGGING_KEY] = facts.user_logging is None
     if over:
         config[OVER_USERS_KEY] = over
@@ -1941,9 +1946,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     users = users_config(config_file, "gunicorn_conf.py", facts)
     launch = Launch("gunicorn")
     launch.config_file = config_file
-    launch.file_sets = (
-        config_assignments(users, facts, problems, "GUNICORN_CONF", settings.gunicorn_conf) if users else {}
-    )
+    launch.file_sets = config_assignments(users, problems, "GUNICORN_CONF", settings.gunicorn_conf) if users else {}
     # The class that will run: GUNICORN_CMD_ARGS's (Gunicorn reads them last), else WORKER_CLASS, else the
     # user's config file's, else start.py's. With ROOT_PATH, the launcher's subclass of a Uvicorn class;
     # one named in GUNICORN_CMD_ARGS gets it on the command line, which Gunicorn reads after them.
@@ -1955,7 +1958,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     elif users and not settings.worker_class and "worker_class" in launch.file_sets:
         in_file = launch.file_sets["worker_class"]
         computed = not isinstance(in_file, str) or in_file.startswith("set by ")
-        launch.worker_class = str(in_file) if computed else with_root_path(in_file, users, settings, problems)
+        launch.worker_class = str(in_file) if computed else with_root_path(in_file, users.location, settings, problems)
     else:
         launch.worker_class = worker_class
     # a worker forked while a stop signal is on its way starts with the default action, as under Granian
@@ -2043,7 +2046,7 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     users = users_config(config_file, "hypercorn_conf.py", facts)
     if users:
         # start.py's options, the user's file over them, WORKER_CLASS when set over that (see layered_config)
-        launch.file_sets = config_assignments(users, facts, problems, "HYPERCORN_CONF", settings.hypercorn_conf)
+        launch.file_sets = config_assignments(users, problems, "HYPERCORN_CONF", settings.hypercorn_conf)
         if not settings.worker_class:
             launch.worker_class = str(launch.file_sets.get("worker_class", worker_class))
         launch.argv += ["--config", "file:" + layered_config_file(facts)]
