@@ -1770,82 +1770,55 @@ def quote_for_gunicorn(argument: str) -> str:
 
 
 class Plan:
-    """Everything start.py will do, as data. `--dry-run` prints it."""
+    """Everything start.py will do, as data: each field declared once, below. `--dry-run` prints them in
+    this order (as_dict), the few that are not plain data as as_dict says."""
 
-    def __init__(
-        self,
-        server: str,
-        requested_server: str,
-        argv: list[str],
-        app_module: str,
-        workers: int,
-        workers_reason: str,
-        cpus: CpuCount,
-        bind: list[str],
-        log_level: str,
-        log_format: str,
-        runtime_dir: str,
-        env: dict[str, str] | None = None,
-        config_file: str | None = None,
-        prestart: list[str] | None = None,
-        reload: bool = False,
-        worker_class: str | None = None,
-        prebind: str | None = None,
-        backlog: int | None = None,
-        files: dict[str, str] | None = None,
-        memory_limit: int | None = None,
-        warnings: list[str] | None = None,
-        metrics_dir: str | None = None,
-    ) -> None:
-        self.server = server
-        self.requested_server = requested_server
-        self.argv = argv
-        self.env = env or {}
-        self.app_module = app_module
-        self.workers = workers
-        self.workers_reason = workers_reason
-        self.cpus = cpus
-        self.bind = bind
-        self.config_file = config_file
-        self.prestart = prestart
-        self.reload = reload
-        self.log_level = log_level
-        self.log_format = log_format
-        self.runtime_dir = runtime_dir
-        self.worker_class = worker_class
-        self.prebind = prebind
-        self.backlog = backlog or 2048
-        self.files = files or {}  # path -> content, written by start.py before exec
-        self.memory_limit = memory_limit
-        self.warnings = warnings or []  # said before the server starts
-        self.metrics_dir = metrics_dir  # prometheus_client's, prepared before the server starts
+    server: str
+    requested_server: str
+    argv: list[str]
+    env: dict[str, str]
+    app_module: str
+    workers: int
+    workers_reason: str
+    cpus: CpuCount
+    memory_limit: int | None
+    bind: list[str]
+    config_file: str | None
+    prestart: list[str] | None
+    reload: bool
+    log_level: str
+    log_format: str
+    worker_class: str | None
+    prebind: str | None
+    runtime_dir: str
+    files: dict[str, str]  # path -> content, written by start.py before exec
+    warnings: list[str]  # said before the server starts
+    metrics_dir: str | None  # prometheus_client's, prepared before the server starts
+    backlog: int  # of the listener start.py binds itself (prebind)
+
+    def __init__(self, **fields: Any) -> None:
+        declared = type(self).__annotations__.keys()
+        if fields.keys() != declared:
+            raise TypeError(
+                f"Plan fields: missing {sorted(declared - fields.keys())}, unknown {sorted(fields.keys() - declared)}"
+            )
+        self.__dict__.update(fields)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "server": self.server,
-            "requested_server": self.requested_server,
-            "argv": self.argv,
-            "env": self.env,
-            "app_module": self.app_module,
-            "workers": self.workers,
-            "workers_reason": self.workers_reason,
-            "cpus": self.cpus.count,
-            "cpus_source": self.cpus.source,
-            "memory_limit": self.memory_limit,
-            "bind": self.bind,
-            "config_file": self.config_file,
-            "prestart": self.prestart[-1] if self.prestart else None,
-            "prestart_command": self.prestart,
-            "reload": self.reload,
-            "log_level": self.log_level,
-            "log_format": self.log_format,
-            "worker_class": self.worker_class,
-            "prebound_socket": self.prebind,
-            "runtime_dir": self.runtime_dir,
-            "files": sorted(self.files),
-            "warnings": self.warnings,
-            "metrics_dir": self.metrics_dir,
-        }
+        shown: dict[str, Any] = {}
+        for name in type(self).__annotations__:
+            value = self.__dict__[name]
+            if name == "cpus":
+                shown["cpus"], shown["cpus_source"] = value.count, value.source
+            elif name == "prestart":
+                shown["prestart"], shown["prestart_command"] = (value[-1] if value else None), value
+            elif name == "prebind":
+                shown["prebound_socket"] = value
+            elif name == "files":
+                shown["files"] = sorted(value)
+            elif name != "backlog":
+                shown[name] = value
+        return shown
 
     def summary(self) -> str:
         parts = [self.server]
@@ -2253,13 +2226,13 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
         runtime_dir=facts.runtime_dir,
         worker_class=launch.worker_class,
         prebind=launch.prebind,
-        backlog=settings.backlog,
         files={log_file: log_content, **launch.files},
         memory_limit=facts.memory_limit,
         warnings=worker_warnings(settings, workers, facts.memory_limit)
         + launch.warnings
         + [f"{name} is not read: {NOT_READ[name]}" for name in settings.not_read],
         metrics_dir=facts.path(settings.prometheus_multiproc_dir) if settings.prometheus_multiproc_dir else None,
+        backlog=settings.backlog or 2048,
     )
 
 
