@@ -32,6 +32,8 @@ from helpers import (
     worker_pids,
 )
 
+import start
+
 pytestmark = pytest.mark.e2e
 
 # What tiangolo's docs and tests put in a custom gunicorn_conf.py: listeners, workers, level; no worker class.
@@ -247,6 +249,7 @@ def test_start_pys_hooks_run_before_the_files_own(servers, tmp_path):
     assert server.terminate() == 0
 
 
+@pytest.mark.skipif(start.installed_version("gunicorn") < (25, 1), reason="Gunicorn's control socket is new in 25.1")
 def test_the_control_socket_stays_off_unless_the_file_turns_it_on(servers, tmp_path):
     app_dir = copy_app(tmp_path)
     home = tmp_path / "home"
