@@ -186,10 +186,11 @@ def launch(
     while pid1 and target == server.pid and time.monotonic() < deadline:
         target = next(iter(descendants(server.pid)), server.pid)  # unshare's child, PID 1 inside
         time.sleep(0.0005)
-    # exec'd: the command line is the server's (`python -m gunicorn ...`), no longer start.py's
+    # exec'd: the command line is the hand-over's (`python RUNTIME/hand_over.py ... SERVER ...`), no longer
+    # start.py's (before the hand-over existed, `python -m SERVER ...`)
     while time.monotonic() < deadline and server.process.poll() is None:
         try:
-            if b"\0-m\0" in Path(f"/proc/{target}/cmdline").read_bytes():
+            if b"/hand_over.py\0" in Path(f"/proc/{target}/cmdline").read_bytes():
                 break
         except OSError:
             break
