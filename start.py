@@ -2107,15 +2107,15 @@ def is_encrypted_key(path: str) -> bool:
 
 class Profile:
     """What start.py knows of one server, in one place (the table's column says what each setting becomes):
-    its name in messages, its loggers, the limits checked before planning, what happens when a worker
-    dies, and its planner. A fifth server is one more column of the table, one profile and its planner,
+    its name in messages, its loggers, the limits checked before planning, its exit status when its
+    workers cannot start, and its planner. A fifth server is one more column of the table, one profile and its planner,
     and its workarounds in the runtime section."""
 
     __slots__ = (
         "access_logger",
+        "crash_loop_status",
         "error_logger",
         "plan",
-        "replaces_dead_workers",
         "self_levelled",
         "single_bind",
         "takes_fd",
@@ -2130,7 +2130,7 @@ class Profile:
         plan: Callable[[Settings, Facts, App, list[str]], Launch],
         error_logger: str,
         access_logger: str,
-        replaces_dead_workers: bool,
+        crash_loop_status: int,
         self_levelled: bool = False,
         single_bind: bool = False,
         takes_fd: bool = True,
@@ -2142,7 +2142,7 @@ class Profile:
         self.error_logger = error_logger  # its server records; `self_levelled`: it sets the level from its loglevel
         self.access_logger = access_logger
         self.self_levelled = self_levelled
-        self.replaces_dead_workers = replaces_dead_workers
+        self.crash_loop_status = crash_loop_status  # its exit status when workers die as they start, again and again
         self.single_bind = single_bind  # BIND takes one address
         self.takes_fd = takes_fd  # BIND=fd://N works
         self.worker_classes = worker_classes  # WORKER_CLASS's choices; empty: checked by the planner
@@ -2151,15 +2151,15 @@ class Profile:
 
 PROFILES = {
     "gunicorn": Profile(
-        "Gunicorn (Uvicorn workers)", plan_gunicorn, "gunicorn.error", "gunicorn.access", True, self_levelled=True
+        "Gunicorn (Uvicorn workers)", plan_gunicorn, "gunicorn.error", "gunicorn.access", 3, self_levelled=True
     ),
-    "uvicorn": Profile("Uvicorn", plan_uvicorn, "uvicorn", "uvicorn.access", True, single_bind=True),
+    "uvicorn": Profile("Uvicorn", plan_uvicorn, "uvicorn", "uvicorn.access", 3, single_bind=True),
     "hypercorn": Profile(
         "Hypercorn",
         plan_hypercorn,
         "hypercorn.error",
         "hypercorn.access",
-        False,
+        3,
         self_levelled=True,
         worker_classes=HYPERCORN_WORKER_CLASSES,
         worker_class_words="its worker classes",
@@ -2170,7 +2170,7 @@ PROFILES = {
         plan_granian,
         "_granian",
         "granian.access",
-        True,
+        1,  # its own crash-loop rule: the same worker dying twice within 5.5 s
         single_bind=True,
         takes_fd=False,
         worker_classes=GRANIAN_LOOPS,
@@ -2437,6 +2437,17 @@ LAYERED_CONFIG_FOOTER = "\n_settings_only(globals())\n"
 LAYERED_CONFIG_NAME = "layered_config.py"
 
 
+# The module the main process of Hypercorn and of Uvicorn's supervisor imports to keep its workers.
+KEEPER_BEGIN = "# >>> the worker keeper"
+KEEPER_END = "# <<< the worker keeper"
+KEEPER_MODULE = "asgi_start_workers"
+KEEPER_HEADER = (
+    '"""asgi-start: what keeps the server\'s workers, in its main process; written by start.py. Do not edit."""\n\n'
+    "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
+    "    from typing import Any\n\n"
+)
+
+
 def runtime_module_source() -> str:
     """The section of this file that runs inside the servers, as the module `asgi_start`."""
     return RUNTIME_MODULE_HEADER + section_of_this_file(SERVER_SIDE_BEGIN, SERVER_SIDE_END)
@@ -2444,6 +2455,10 @@ def runtime_module_source() -> str:
 
 def layered_config_source() -> str:
     return LAYERED_CONFIG_HEADER + section_of_this_file(LAYERED_BEGIN, LAYERED_END) + LAYERED_CONFIG_FOOTER
+
+
+def keeper_source() -> str:
+    return KEEPER_HEADER + section_of_this_file(KEEPER_BEGIN, KEEPER_END)
 
 
 def section_of_this_file(begin_marker: str, end_marker: str) -> str:
@@ -2525,6 +2540,7 @@ def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
         for name, source in (
             (module, runtime_module_source()),
             (os.path.join(directory, LAYERED_CONFIG_NAME), layered_config_source()),
+            (os.path.join(directory, KEEPER_MODULE + ".py"), keeper_source()),
         ):
             write_if_changed(name, source)
             write_bytecode(name, source)
@@ -2664,8 +2680,13 @@ USAGE = "usage: python start.py [--dry-run | --healthcheck | --help | --version]
 def usage_text() -> str:
     """--help's head, from the list of servers and their profiles."""
     titles = [PROFILES[server].title for server in SERVERS]
-    replacing = [PROFILES[server].title.split(" (")[0] for server in SERVERS if PROFILES[server].replaces_dead_workers]
-    stopping = [PROFILES[server].title for server in SERVERS if not PROFILES[server].replaces_dead_workers]
+    statuses: dict[int, list[str]] = {}
+    for server in SERVERS:
+        statuses.setdefault(PROFILES[server].crash_loop_status, []).append(PROFILES[server].title.split(" (")[0])
+    crash_loop = "; ".join(
+        f"{status} under {', '.join(names[:-1]) + ' and ' if names[1:] else ''}{names[-1]}"
+        for status, names in sorted(statuses.items(), reverse=True)
+    )
     text = f"""{USAGE}
 
 Start an ASGI app under {", ".join(titles[:-1])} or {titles[-1]},
@@ -2680,9 +2701,9 @@ configured from the environment, then become the server (exec).
 Exit status: 0 dry-run/help done, 2 configuration error, the pre-start
 script's status when it fails, otherwise the server's own (start.py execs it).
 
-A worker that dies is replaced by {", ".join(replacing[:-1])} and {replacing[-1]}"""
-    if stopping:
-        text += f"; {' and '.join(stopping)} stops the whole server instead (exit status 0), so give it a restart policy of always"
+A worker that dies is replaced, under every server. When workers die as
+they start, again and again, the server stops with a status other than 0
+({crash_loop})"""
     return text + ".\n"
 
 
@@ -3034,6 +3055,10 @@ def hand_over(argv: Sequence[str]) -> None:
         _guard_forked_workers(os.getpid())
     if args[0] == "gunicorn":
         _reexec_through_hand_over(argv)
+    if args[0] in ("gunicorn", "hypercorn", "uvicorn"):
+        import importlib
+
+        importlib.import_module("asgi_start_workers").keep_workers(args[0])
     sys.argv = args  # run_module puts the module's path in argv[0], as `python -m` does
     runpy.run_module(args[0], run_name="__main__", alter_sys=True)
 
@@ -3521,6 +3546,328 @@ def _settings_only(namespace: dict[str, Any]) -> None:
 
 
 # <<< the layered config file
+
+
+# --------------------------------------------------------------------------
+# The worker keeper. Everything from the marker below to the end marker is
+# written out as the module `asgi_start_workers`, which only the main process
+# of Hypercorn and of Uvicorn's `--workers` supervisor imports (hand_over);
+# it stands alone like the sections above.
+# --------------------------------------------------------------------------
+
+# >>> the worker keeper
+# A worker that dies younger than this never got going; this many of them in a row, with no
+# worker living longer in between, is a crash loop: the server stops with STOPPED_BY_DEAD_WORKERS.
+YOUNG_DEATH_SECONDS = 10.0
+YOUNG_DEATHS_TO_STOP = 5
+STOPPED_BY_DEAD_WORKERS = 3  # Gunicorn's WORKER_BOOT_ERROR and Uvicorn's STARTUP_FAILURE
+
+
+def keep_workers(server: str) -> None:
+    """Before the server's module runs: its main process replaces a dead worker, logs it, and
+    exits non-zero when workers die in a loop (Hypercorn 0.18 stopped altogether, with status 0;
+    Uvicorn replaced workers that died on every start for ever, and exited 0 after a failed startup;
+    Gunicorn exited 1 with a traceback when two workers failed to boot at once)."""
+    if server == "hypercorn":
+        _keep_hypercorn_workers()
+    elif server == "uvicorn":
+        _keep_uvicorn_workers()
+    elif server == "gunicorn":
+        _halt_gunicorn_once()
+
+
+def _halt_gunicorn_once() -> None:
+    """Gunicorn (27) halts with WORKER_BOOT_ERROR (3) or APP_LOAD_ERROR (4) when a worker cannot start; a
+    second such worker, reaped while it halts, raised that again out of its halt: a traceback and exit
+    status 1. While it halts, a worker's exit status is only a worker's exit status."""
+    import importlib
+
+    arbiter_class: Any = importlib.import_module("gunicorn.arbiter").Arbiter
+    halt = arbiter_class.halt
+
+    def halt_once(self: Any, reason: Any = None, exit_status: int = 0) -> None:
+        self.WORKER_BOOT_ERROR = self.APP_LOAD_ERROR = -1  # no exit status; instance attributes, read by reap_workers
+        halt(self, reason, exit_status)
+
+    arbiter_class.halt = halt_once
+
+
+def how_it_ended(exitcode: int | None) -> str:
+    """A multiprocessing exit code in words: `exited with status 1`, `was killed by SIGKILL`."""
+    import signal
+
+    if exitcode is None:
+        return "vanished"
+    if exitcode >= 0:
+        return f"exited with status {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    return f"was killed by {name}" + (" (out of memory?)" if exitcode == -signal.SIGKILL else "")
+
+
+class WorkerDeaths:
+    """The one rule for a worker that ended on its own: a death is replaced and logged in one line,
+    unless it completes a crash loop. An exit with status 0 (MAX_REQUESTS) is a recycling, not a death."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+        self.young_in_a_row = 0
+
+    def ends_the_server(self, pid: int | None, exitcode: int | None, age: float) -> bool:
+        if exitcode == 0:
+            return False
+        self.young_in_a_row = self.young_in_a_row + 1 if age < YOUNG_DEATH_SECONDS else 0
+        if self.young_in_a_row < YOUNG_DEATHS_TO_STOP:
+            return False
+        self.logger.error(
+            "worker %s %s %.1f s after it started, the %d. worker in a row to end within %g s of its start: "
+            "stopping the server, exit status %d",
+            pid,
+            how_it_ended(exitcode),
+            age,
+            self.young_in_a_row,
+            YOUNG_DEATH_SECONDS,
+            STOPPED_BY_DEAD_WORKERS,
+        )
+        return True
+
+    def replaced(self, pid: int | None, exitcode: int | None, age: float, replacement: int | None) -> None:
+        log = self.logger.info if exitcode == 0 else self.logger.error
+        log("worker %s %s after %.1f s; worker %s replaces it", pid, how_it_ended(exitcode), age, replacement)
+
+
+def _keep_hypercorn_workers() -> None:
+    import importlib
+
+    run_module: Any = importlib.import_module("hypercorn.run")
+    serve = run_module.run
+
+    def run(config: Any) -> int:
+        if config.workers == 0:  # one process, no workers to keep (start.py always runs workers)
+            return serve(config)  # type: ignore[no-any-return]
+        return HypercornWorkers(config).serve()
+
+    run.__wrapped__ = serve  # type: ignore[attr-defined]
+    run_module.run = run
+
+
+class HypercornWorker:
+    __slots__ = ("process", "replace", "shutdown", "started", "stopped_on_purpose")
+
+    def __init__(self, process: Any, shutdown: Any, started: float) -> None:
+        self.process = process
+        self.shutdown = shutdown  # its own event: one worker can stop while the others serve
+        self.started = started
+        self.stopped_on_purpose = False
+        self.replace = False
+
+    def stop(self, replace: bool = False) -> None:
+        if not self.stopped_on_purpose:
+            self.stopped_on_purpose, self.replace = True, replace
+            self.shutdown.set()
+
+
+class HypercornWorkers:
+    """hypercorn.run.run for config.workers > 0, with dead workers replaced instead of stopping the server.
+
+    The rest is Hypercorn's: spawned workers that ignore SIGINT, SIGTERM and
+    SIGINT stopping them gracefully through their shutdown events, SIGHUP and
+    the reloader replacing them (each new worker starts once the old one has
+    ended, so that no connection reaches an old worker after the new code
+    serves). Signal handlers only set a flag and wake the loop through a pipe:
+    a multiprocessing Event's lock is not safe to take in a handler.
+    """
+
+    def __init__(self, config: Any) -> None:
+        import importlib
+        import multiprocessing
+        import signal
+
+        if config.worker_class not in ("asyncio", "uvloop", "trio"):
+            raise ValueError(f"No worker of class {config.worker_class} exists")
+        self.config = config
+        self.signals: Any = signal
+        self.utils: Any = importlib.import_module("hypercorn.utils")
+        package = "trio" if config.worker_class == "trio" else "asyncio"
+        runner = importlib.import_module(f"hypercorn.{package}.run")
+        self.worker_function = getattr(runner, f"{config.worker_class}_worker")
+        self.context: Any = multiprocessing.get_context("spawn")
+        # Logging set up here as in each worker; not through config.log, which would be pickled for the workers
+        self.logger = config.logger_class(config).error_logger or importlib.import_module("logging").getLogger(
+            "hypercorn.error"
+        )
+        self.deaths = WorkerDeaths(self.logger)
+        self.workers: dict[Any, HypercornWorker] = {}  # by the process's sentinel
+        self.wake_up, self.waker = os.pipe()
+        os.set_blocking(self.waker, False)
+        self.stopping = False
+        self.restarting = False
+        self.status = 0
+
+    def serve(self) -> int:
+        import time
+        from multiprocessing.connection import wait
+
+        config = self.config
+        if config.pid_path is not None:
+            self.utils.write_pid_file(config.pid_path)
+        self.sockets = config.create_sockets()
+        files: list[Any] = []
+        if config.use_reloader:
+            # as Hypercorn does: the app imported here, so that its files are the ones watched
+            self.utils.load_application(config.application_path, config.wsgi_max_body_size)
+            files = self.utils.files_to_watch()
+        for _ in range(config.workers):
+            self.start_worker()
+        for name in ("SIGINT", "SIGTERM"):
+            self.signals.signal(getattr(self.signals, name), self.stop)
+        self.signals.signal(self.signals.SIGHUP, self.restart)
+        kill_at = None
+        while self.workers:
+            for ready in wait([*self.workers, self.wake_up], timeout=1):
+                if ready == self.wake_up:
+                    os.read(self.wake_up, 64)
+                else:
+                    self.ended(ready)
+            if files and not self.stopping and self.utils.check_for_updates(files):
+                self.restarting = True
+                files = self.utils.files_to_watch()  # as Hypercorn's loop does after each reload
+            if self.restarting and not self.stopping:
+                self.restarting = False
+                for worker in self.workers.values():
+                    worker.stop(replace=True)
+            if self.stopping:
+                for worker in self.workers.values():
+                    worker.stop()
+                kill_at = kill_at or time.monotonic() + config.graceful_timeout + 5
+                if time.monotonic() > kill_at:
+                    for worker in self.workers.values():
+                        self.logger.error("worker %s did not stop within GRACEFUL_TIMEOUT: killed", worker.process.pid)
+                        worker.process.kill()
+                    kill_at = float("inf")
+        for sock in (*self.sockets.secure_sockets, *self.sockets.insecure_sockets):
+            sock.close()
+        return self.status
+
+    def start_worker(self) -> Any:
+        import time
+
+        shutdown = self.context.Event()
+        process = self.context.Process(
+            target=self.worker_function,
+            kwargs={"config": self.config, "shutdown_event": shutdown, "sockets": self.sockets},
+        )
+        process.daemon = self.config.daemon
+        # Spawned with SIGINT ignored, as Hypercorn's workers are: an ignored signal survives the exec
+        handler = self.signals.signal(self.signals.SIGINT, self.signals.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            self.signals.signal(self.signals.SIGINT, handler)
+        self.workers[process.sentinel] = HypercornWorker(process, shutdown, time.monotonic())
+        return process
+
+    def ended(self, sentinel: Any) -> None:
+        import time
+
+        worker = self.workers.pop(sentinel)
+        worker.process.join()
+        if self.stopping or worker.stopped_on_purpose:
+            if worker.replace and not self.stopping:
+                self.start_worker()
+            return
+        age = time.monotonic() - worker.started
+        pid, exitcode = worker.process.pid, worker.process.exitcode
+        if self.deaths.ends_the_server(pid, exitcode, age):
+            self.status = STOPPED_BY_DEAD_WORKERS
+            self.stopping = True
+            return
+        self.deaths.replaced(pid, exitcode, age, self.start_worker().pid)
+
+    def stop(self, *_: Any) -> None:
+        self.stopping = True
+        self.wake()
+
+    def restart(self, *_: Any) -> None:
+        self.restarting = True
+        self.wake()
+
+    def wake(self) -> None:
+        try:  # noqa: SIM105 -- no import in a signal handler
+            os.write(self.waker, b"!")
+        except BlockingIOError:  # the pipe is full: the loop has wake-ups enough
+            pass
+
+
+def _keep_uvicorn_workers() -> None:
+    """Uvicorn's `--workers` supervisor (0.30+), with its replacement of a dead worker made to log
+    the death in one line, and to stop the server non-zero on a failed startup or a crash loop."""
+    import importlib
+    import time
+
+    module: Any = importlib.import_module("uvicorn.supervisors.multiprocess")
+    supervisor, worker = module.Multiprocess, module.Process
+    if not hasattr(supervisor, "keep_subprocess_alive"):  # an older Uvicorn replaces no worker
+        return
+    startup_failure = importlib.import_module("uvicorn.config").STARTUP_FAILURE
+    logger = __import__("logging").getLogger("uvicorn.error")
+    start, run = worker.start, supervisor.run
+
+    def start_stamped(self: Any) -> None:
+        self.started_at = time.monotonic()
+        start(self)
+
+    def keep_subprocess_alive(self: Any) -> None:
+        if self.should_exit.is_set():
+            return
+        deaths = self.__dict__.setdefault("asgi_start_deaths", WorkerDeaths(logger))
+        for index, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            hung = process.process.is_alive()
+            process.kill()
+            process.join()
+            if self.should_exit.is_set():
+                return
+            age = time.monotonic() - getattr(process, "started_at", time.monotonic())
+            if hung:
+                logger.error(
+                    "worker %s did not answer the health check within %g s: killed",
+                    process.pid,
+                    self.config.timeout_worker_healthcheck,
+                )
+            if process.exitcode == startup_failure:
+                # its app's startup failed: every replacement would fail the same way (as Uvicorn judges)
+                logger.error(
+                    "worker %s failed to start its app: stopping the server, exit status %d",
+                    process.pid,
+                    STOPPED_BY_DEAD_WORKERS,
+                )
+                self.asgi_start_status = STOPPED_BY_DEAD_WORKERS
+                self.should_exit.set()
+                return
+            if deaths.ends_the_server(process.pid, process.exitcode, age):
+                self.asgi_start_status = STOPPED_BY_DEAD_WORKERS
+                self.should_exit.set()
+                return
+            replacement = worker(self.config, self.sockets)
+            replacement.start()
+            self.processes[index] = replacement
+            deaths.replaced(process.pid, process.exitcode, age, replacement.pid)
+
+    def run_to_status(self: Any) -> None:
+        run(self)
+        if getattr(self, "asgi_start_status", 0):
+            raise SystemExit(self.asgi_start_status)
+
+    worker.start = start_stamped
+    supervisor.keep_subprocess_alive = keep_subprocess_alive
+    supervisor.run = run_to_status
+
+
+# <<< the worker keeper
 
 
 def run_source_if_bytecode_is_stale(argv: Sequence[str]) -> None:

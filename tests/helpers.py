@@ -252,6 +252,31 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+def pid_namespaces_work() -> bool:
+    """Whether `unshare --pid` works here (root, or user namespaces)."""
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        subprocess.run(
+            ["unshare", "--pid", "--fork", "--kill-child", "true"], check=True, capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+# start.py as PID 1 of a new PID namespace, as in a container: the Server's pid is unshare, PID 1 its child.
+PID1 = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, str(START)]
+
+
+def namespace_pid(pid: int) -> int:
+    """The PID a process has in its own (innermost) PID namespace: what it reports of itself (`/pid`)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid
+
+
 def worker_pids(pid: int) -> list[int]:
     """The server's worker processes: its children, less multiprocessing's resource tracker."""
     return [child for child in children(pid) if "resource_tracker" not in " ".join(cmdline(child))]

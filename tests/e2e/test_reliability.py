@@ -20,20 +20,25 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    PID1,
     SERVERS,
     Server,
     all_gone,
+    children,
     clean_env,
     cmdline,
     copy_app,
     descendants,
     http_get,
     local_env,
+    namespace_pid,
+    pid_namespaces_work,
     proc_stat,
     reserve_port,
-    run_start,
+    session_processes,
     start_server,
     wait_for_workers,
+    wait_until,
     worker_pids,
 )
 
@@ -231,21 +236,81 @@ CRASH_CLIENTS = [
 ]
 
 
-# Granian replaces a dead worker because start.py passes --respawn-failed-workers (its default stops the server).
-@pytest.mark.parametrize("server_name", ["gunicorn", "uvicorn", "granian"])
-def test_killed_worker_is_replaced_and_later_requests_succeed(servers, tmp_path, server_name, record_property):
-    server = start_two_workers(servers, tmp_path, server_name, ACCESS_LOG="")
-    victim, survivor = worker_pids(server.pid)
-    with Load(server.port, CRASH_CLIENTS) as load:
+# What each server's main process writes when a worker is killed: (the death, the replacement).
+DEATH_LINES = {
+    "gunicorn": ("Worker (pid:{victim}) was sent SIGKILL! Perhaps out of memory?", "Booting worker with pid: {new}"),
+    "uvicorn": ("worker {victim} was killed by SIGKILL (out of memory?) after", "; worker {new} replaces it"),
+    "hypercorn": ("worker {victim} was killed by SIGKILL (out of memory?) after", "; worker {new} replaces it"),
+    "granian": ("Unexpected exit from worker-", "with PID: {new}"),
+}
+
+
+def start_two_workers_as(servers: list, tmp_path: Path, server_name: str, pid1: bool, **env: str) -> tuple[Server, int]:
+    """Two workers, each answering; with pid1, start.py as PID 1 of a new PID namespace. The server and the
+    PID of its main process (unshare's child with pid1)."""
+    if pid1 and not pid_namespaces_work():
+        pytest.skip("cannot create a PID namespace here (unshare --pid needs root or user namespaces)")
+    env = local_env(SERVER=server_name, WEB_CONCURRENCY="2", **env)
+    server = start_server(
+        servers, copy_app(tmp_path), env, wait=True, expect_status=200, command=PID1 if pid1 else None
+    )
+    main = next(iter(children(server.pid)), server.pid) if pid1 else server.pid
+    workers = wait_for_workers(main, 2)
+    assert len(workers) == 2, server.output()
+    inside = {namespace_pid(pid) for pid in workers}
+    seen: set[int] = set()
+    deadline = time.monotonic() + 15
+    while seen != inside and time.monotonic() < deadline:
+        seen.add(int(http_get(server.url("/pid"), timeout=5)[1]))
+    assert seen == inside, (seen, inside)
+    return server, main
+
+
+class WorkerSampler:
+    """Counts the server's live workers every 20 ms (bounded): the fewest seen, and the count at the end."""
+
+    def __init__(self, main: int, limit_s: float = 40) -> None:
+        self.main = main
+        self.counts: list[int] = []
+        self.stopping = threading.Event()
+        self.deadline = time.monotonic() + limit_s
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def __enter__(self) -> WorkerSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+    def sample(self) -> None:
+        while not self.stopping.is_set() and time.monotonic() < self.deadline:
+            self.counts.append(len([pid for pid in worker_pids(self.main) if proc_stat(pid).state != "Z"]))
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize("pid1", [False, True], ids=["", "pid1"])
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_killed_worker_is_replaced_and_the_others_serve_on(servers, tmp_path, server_name, pid1, record_property):
+    """SIGKILL, as the out-of-memory killer sends it, to one of two workers under a steady load: a replacement
+    starts and serves, the other worker serves on undisturbed, the live workers are two again, one log line
+    says what happened, and the server still stops with status 0. Granian replaces workers because start.py
+    passes --respawn-failed-workers; Hypercorn and Uvicorn through start.py's worker keeper."""
+    server, main = start_two_workers_as(servers, tmp_path, server_name, pid1, ACCESS_LOG="")
+    victim, survivor = worker_pids(main)
+    victim_inside, survivor_inside = namespace_pid(victim), namespace_pid(survivor)
+    with Load(server.port, CRASH_CLIENTS) as load, WorkerSampler(main) as sampler:
         time.sleep(0.8)
         killed = time.monotonic()
         os.kill(victim, signal.SIGKILL)
-        workers = wait_for_replacement(server.pid, victim, 2)
+        workers = wait_for_replacement(main, victim, 2)
         replaced = time.monotonic()
         new = [pid for pid in workers if pid not in (victim, survivor)]
+        new_inside = namespace_pid(new[0]) if new else 0
         # Keep the load on until the new worker has answered (bounded), then a little longer.
         deadline = time.monotonic() + 10
-        while new and not served_by(load.snapshot(), new[0], replaced) and time.monotonic() < deadline:
+        while new and not served_by(load.snapshot(), new_inside, replaced) and time.monotonic() < deadline:
             time.sleep(0.05)
         first_answer = time.monotonic()
         time.sleep(0.5)
@@ -256,91 +321,124 @@ def test_killed_worker_is_replaced_and_later_requests_succeed(servers, tmp_path,
     before_kill = [r for r in failures if r.done < killed]
     after_replacement = [r for r in failures if r.sent is not None and r.sent > replaced + 0.1]
     in_flight = [r for r in records if r.sent is not None and r.sent < killed and (r.done is None or r.done > killed)]
+    by_survivor = served_by(records, survivor_inside, killed)
     counts = {
-        "server": server_name,
+        "server": server_name + (" as PID 1" if pid1 else ""),
         "requests": len(finished),
         "in_flight_at_kill": len(in_flight),
         "in_flight_cut": sum(r.status != 200 for r in in_flight),
         "failures_total": len(failures),
-        "failures_before_kill": len(before_kill),
         "failures_in_gap": len(failures) - len(before_kill) - len(after_replacement),
-        "failures_after_replacement": len(after_replacement),
+        "answered_by_survivor_after_kill": len(by_survivor),
         "seconds_to_replacement_pid": round(replaced - killed, 2),
         "seconds_to_first_answer_from_new_worker": round(first_answer - killed, 2),
-        "answered_by_new_worker": len(served_by(records, new[0], replaced)) if new else 0,
+        "fewest_live_workers": min(sampler.counts),
+        "live_workers_at_end": sampler.counts[-1],
         "failure_kinds": sorted({(r.error or str(r.status)).split(":")[0] for r in failures}),
     }
     report(record_property, "worker crash", counts)
 
     assert victim not in workers and len(workers) == 2 and len(new) == 1, (workers, server.output()[-2000:])
     assert before_kill == [] and after_replacement == [], failures
-    assert served_by(records, new[0], replaced), "the replacement worker never answered"
+    assert served_by(records, new_inside, replaced), "the replacement worker never answered"
+    # the other worker was not stopped, restarted or cut off: it answered throughout and still runs
+    assert len(by_survivor) >= 5 and survivor in workers, counts
+    assert min(sampler.counts) >= 1 and sampler.counts[-1] == 2, counts
+    death, replacement = DEATH_LINES[server_name]
+    output = server.output()
+    assert death.format(victim=victim_inside) in output, output[-3000:]
+    assert replacement.format(new=new_inside) in output, output[-3000:]
     # and afterwards the server still serves on fresh connections and stops cleanly
     tree = descendants(server.pid)
     for _ in range(10):
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        connection.request("GET", "/pid")
-        response = connection.getresponse()
-        assert response.status == 200 and int(response.read()) in workers
-        connection.close()
-    assert server.terminate() == 0, server.output()[-2000:]
+        assert int(http_get(server.url("/pid"), timeout=10)[1]) in {survivor_inside, new_inside}
+    os.kill(main, signal.SIGTERM)
+    assert server.process.wait(30) == 0, server.output()[-2000:]
     assert all_gone([server.pid, *tree]) == []
-    assert proc_stat(victim) is None
 
 
-def test_hypercorn_stops_the_whole_server_when_a_worker_is_killed(servers, tmp_path, record_property):
-    """Measured, for the README: Hypercorn does not replace a dead worker; it stops altogether.
+# Apps that fail in every worker, at every start: the lifespan startup fails, or the import raises.
+FAILING_APPS = {
+    "startup-fails": (
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] == 'lifespan':\n"
+        "        await receive()\n"
+        "        await send({'type': 'lifespan.startup.failed', 'message': 'the database is down'})\n"
+    ),
+    "import-fails": "raise RuntimeError('the database is down')\n",
+}
+# The server's exit status when its workers cannot start (Granian's: its crash loop), and how long it may take.
+FAILED_START_STATUS = {"gunicorn": 3, "uvicorn": 3, "hypercorn": 3, "granian": 1}
+FAILED_START_BOUND_S = 30
 
-    Hypercorn's master sets its shutdown event when a worker exits with an error, then its
-    final clean-up overwrites the dead worker's status with that of a second
-    `_join_exited()` (hypercorn 0.18 run.py; pgjones/hypercorn#269, fix proposed in #372),
-    so the whole server exits 0. Through start.py the surviving worker inherits the ignored
-    SIGTERM and finishes its in-flight requests gracefully before the server exits.
-    """
-    server = start_two_workers(servers, tmp_path, "hypercorn", GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT), ACCESS_LOG="")
-    tree = descendants(server.pid)
-    victim, survivor = worker_pids(server.pid)
-    with Load(server.port, CRASH_CLIENTS) as load:
-        time.sleep(1.5)
-        killed = time.monotonic()
-        os.kill(victim, signal.SIGKILL)
-        status = server.process.wait(GRACEFUL_TIMEOUT + 10)
-        stopped = time.monotonic()
+
+@pytest.mark.parametrize("pid1", [False, True], ids=["", "pid1"])
+@pytest.mark.parametrize("failure", sorted(FAILING_APPS))
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_workers_that_fail_on_every_start_end_the_server_non_zero(
+    servers, tmp_path, server_name, failure, pid1, record_property
+):
+    """Before: Hypercorn exited 0 either way; Uvicorn exited 0 after a failed startup and replaced
+    workers that failed to import for ever; Gunicorn exited 1 with a traceback when both workers
+    failed at once. Now each stops within the bound, non-zero, with nothing left behind."""
+    if pid1 and not pid_namespaces_work():
+        pytest.skip("cannot create a PID namespace here (unshare --pid needs root or user namespaces)")
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "main.py").write_text(FAILING_APPS[failure])
+    env = local_env(SERVER=server_name, WEB_CONCURRENCY="2", GRACEFUL_TIMEOUT="5")
+    started = time.monotonic()
+    server = start_server(servers, app_dir, env, command=PID1 if pid1 else None)
+    try:
+        status = server.process.wait(FAILED_START_BOUND_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running after {FAILED_START_BOUND_S} s:\n{server.output()[-3000:]}")
+    seconds = time.monotonic() - started
+    output = server.output()
+    report(
+        record_property,
+        "workers fail on every start",
+        {"server": server_name, "failure": failure, "pid1": pid1, "status": status, "seconds": round(seconds, 2)},
+    )
+    assert status == FAILED_START_STATUS[server_name], output[-3000:]
+    assert "the database is down" in output
+    assert "HaltServer" not in output, output[-3000:]  # Gunicorn's halting, raised again out of its halt
+    assert wait_until(lambda: session_processes(server.pid) == [], deadline_s=5), session_processes(server.pid)
+    if server_name in ("uvicorn", "hypercorn"):
+        assert "stopping the server, exit status 3" in output, output[-3000:]
+
+
+def test_hypercorn_still_replaces_its_workers_on_sighup_and_after_max_requests(servers, tmp_path, record_property):
+    """The worker keeper keeps what Hypercorn did besides: SIGHUP replaces every worker (now each new one
+    starts before the old one is told to stop), and a worker that has served MAX_REQUESTS is replaced."""
+    server, main = start_two_workers_as(servers, tmp_path, "hypercorn", False, ACCESS_LOG="", MAX_REQUESTS="150")
+    first = set(worker_pids(main))
+    with Load(server.port, CRASH_CLIENTS) as load, WorkerSampler(main) as sampler:
+        time.sleep(0.5)
+        os.kill(main, signal.SIGHUP)
+        assert wait_until(lambda: not first & set(worker_pids(main)), deadline_s=15), server.output()[-3000:]
+        time.sleep(2)  # 150 requests per worker: recycled at least once more under this load
         load.stop()
     records = load.records
-    in_flight = [r for r in records if r.sent is not None and r.sent < killed and (r.done is None or r.done > killed)]
-    after_kill = [r for r in records if r.sent is None or r.sent >= killed]
+    failures = [r for r in records if r.status != 200]
+    answering = {r.body for r in records if r.status == 200}
     counts = {
-        "server": "hypercorn",
-        "exit_status": status,
-        "seconds_to_exit_after_kill": round(stopped - killed, 2),
-        "in_flight_at_kill": len(in_flight),
-        "in_flight_completed_by_survivor": sum(r.status == 200 and r.body == str(survivor).encode() for r in in_flight),
-        "in_flight_cut": sum(r.status != 200 for r in in_flight),
-        "requests_after_kill": len(after_kill),
-        "requests_after_kill_failed": sum(r.status != 200 for r in after_kill),
-        "left_behind": all_gone([server.pid, *tree]),
+        "requests": len(records),
+        "unanswered": len(failures),
+        "unanswered_on_new_connections": sum(not r.keep_alive for r in failures),
+        "workers_that_answered": len(answering),
+        "fewest_live_workers": min(sampler.counts),
     }
-    report(record_property, "hypercorn worker crash", counts)
-
-    # What happens (measured): the whole server stops, within the graceful timeout, and
-    # leaves nothing behind; its exit status is 0 although a worker was killed.
-    assert status == 0, server.output()[-2000:]
-    assert stopped - killed < GRACEFUL_TIMEOUT
-    assert counts["left_behind"] == []
-    assert "Running on" in server.output()
-
-
-def test_hypercorn_exits_0_when_its_workers_cannot_load_the_app(tmp_path, record_property):
-    """Measured, for the README's exit statuses: the same Hypercorn bug as above, at start-up."""
-    app_dir = copy_app(tmp_path)
-    env = clean_env(
-        HOST="127.0.0.1", PORT=str(reserve_port()), SERVER="hypercorn", WEB_CONCURRENCY="2", VARIABLE_NAME="missing"
-    )
-    result = run_start([], env, app_dir, timeout=60)
-    report(record_property, "hypercorn, app fails to load", {"exit_status": result.returncode})
-    assert "NoAppError" in result.stderr + result.stdout
-    assert result.returncode == 0  # gunicorn exits 4 and uvicorn 3 here; a restart policy "on-failure" sees success
+    report(record_property, "hypercorn SIGHUP and MAX_REQUESTS", counts)
+    # Measured, not fixed here: a Hypercorn worker that stops gracefully closes its idle kept-alive
+    # connections, and one it has just accepted, without an answer (1-2 % of this load's requests);
+    # a request that got no answer may be retried (RFC 9112 9.3.1).
+    assert all(r.error and r.error.startswith(("RemoteDisconnected", "ConnectionResetError")) for r in failures)
+    assert len(failures) < len(records) / 10, counts
+    assert len(answering) >= 5, counts  # two first workers, two after SIGHUP, at least one after MAX_REQUESTS
+    assert "exited with status 0 after" in server.output(), server.output()[-3000:]
+    assert min(sampler.counts) >= 1 and len(wait_for_workers(main, 2)) == 2
+    assert server.terminate() == 0, server.output()[-2000:]
 
 
 # --------------------------------------------------------------------------

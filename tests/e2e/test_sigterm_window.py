@@ -51,21 +51,20 @@ each round runs every delay again).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from helpers import (
+    PID1,
     REPO,
-    START,
     all_gone,
     copy_app,
     descendants,
     local_env,
+    pid_namespaces_work,
     session_processes,
     start_server,
     wait_until_workers_serve,
@@ -143,22 +142,6 @@ WIDENING = {
 }
 # Lines put at the top of the app's module: it then takes that long to import, in every worker.
 SLOW_APP_IMPORT = {"slow-app-import": f"import time\n\ntime.sleep({APP_IMPORT_DELAY_S})\n"}
-
-
-def pid_namespaces_work() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    try:
-        subprocess.run(
-            ["unshare", "--pid", "--fork", "--kill-child", "true"], check=True, capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
-
-
-# start.py as PID 1 of a new PID namespace: `pid` is unshare, the PID 1 is its child.
-PID1 = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, str(START)]
 
 
 def server_env(server_name: str, workers: int, extra: dict[str, str]) -> dict[str, str]:
