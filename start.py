@@ -3554,9 +3554,18 @@ def _load_users_config(location: str) -> dict[str, Any]:
 
 
 def _both_hooks(ours: Any, theirs: Any) -> Any:
-    def hook(*args: Any) -> Any:  # (server, worker) for child_exit, (server) for when_ready
-        ours(*args)
-        return theirs(*args)
+    # Gunicorn checks each hook's arity: when_ready takes (server), child_exit (server, worker)
+    if ours.__code__.co_argcount == 1:
+
+        def one(server: Any) -> Any:
+            ours(server)
+            return theirs(server)
+
+        return one
+
+    def hook(server: Any, worker: Any) -> Any:
+        ours(server, worker)
+        return theirs(server, worker)
 
     return hook
 

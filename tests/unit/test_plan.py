@@ -713,13 +713,13 @@ def test_when_ready_freezes_only_a_preloaded_app():
 
 
 def test_the_users_when_ready_runs_after_ours():
-    calls = []
-    both = start._both_hooks(
-        lambda server: calls.append(("ours", server)), lambda server: calls.append(("theirs", server))
-    )
-    both("arbiter")
-    assert calls == [("ours", "arbiter"), ("theirs", "arbiter")]
+    calls: list = []
+    both = start._both_hooks(start.gunicorn_when_ready, lambda server: calls.append(("theirs", server)))
+    assert both.__code__.co_argcount == 1  # Gunicorn refuses a hook of another arity
+    both(_Arbiter(preload_app=False))
+    assert len(calls) == 1 and calls[0][0] == "theirs"
     two = start._both_hooks(lambda s, w: calls.append(("ours", w)), lambda s, w: calls.append(("theirs", w)))
+    assert two.__code__.co_argcount == 2
     two("arbiter", 7)
     assert calls[-2:] == [("ours", 7), ("theirs", 7)]
 
