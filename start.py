@@ -73,7 +73,10 @@ PACKAGE_OF_MODULE = {
     "watchfiles": "'granian[reload]'",
 }
 # Gunicorn hooks a setting asked for, said in a warning when no config file can carry them.
-HOOK_PURPOSE = {"child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR"}
+HOOK_PURPOSE = {
+    "child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR",
+    "when_ready": "the preloaded app's objects are not frozen (gc.freeze), so workers copy more of its memory",
+}
 # The hand-over's option for the servers that fork their workers (Gunicorn, Granian): a forked worker
 # starts with the stop signals at their defaults (see _guard_forked_workers).
 FORK_GUARD_FLAG = "--fork-guard"
@@ -166,6 +169,27 @@ def parse_cpu_count(raw: str) -> int | None:
         return _parse_int(raw, 1, MAX_CPU_COUNT)
     except ValueError:
         raise ValueError(f"a whole number from 1 to {MAX_CPU_COUNT}, or 'default'") from None
+
+
+def parse_cpu_request(raw: str) -> int:
+    """Millicores, from a Kubernetes CPU quantity as the Downward API writes it: `500m`, `2`, `1.5`."""
+    accepted = f"a CPU quantity above 0 and at most {MAX_CPU_COUNT}: millicores (500m), or CPUs (2, 1.5)"
+    text = raw.strip()
+    number, millicores = (text[:-1], True) if text.endswith("m") else (text, False)
+    whole, _, fraction = number.partition(".")
+    # Kubernetes counts CPU to the millicore: no fraction of a millicore, no more than 3 decimals of a CPU
+    if not (number.isascii() and (whole + fraction).isdigit() and whole) or (millicores and "." in number):
+        raise ValueError(accepted)
+    if len(fraction) > 3 or len(whole) > 12:
+        raise ValueError(accepted)
+    value = int(whole) if millicores else int(whole) * 1000 + int(fraction.ljust(3, "0") or "0")
+    if not 1 <= value <= MAX_CPU_COUNT * 1000:
+        raise ValueError(accepted)
+    return value
+
+
+def format_millicores(millicores: int) -> str:
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
 
 
 MEMORY_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -559,6 +583,9 @@ VARIABLES = (
     Var("WORKERS_PER_CORE", parse_workers_per_core, "1", "workers per effective CPU (above 0, at most 64, fractions allowed)", WORKERS),
     Var("MAX_WORKERS", parse_worker_count, None, "upper bound on every count, `WEB_CONCURRENCY` included (1–4096)", WORKERS),
     Var("PYTHON_CPU_COUNT", parse_cpu_count, None, "overrides the effective CPU count (as in CPython 3.13)", WORKERS),
+    Var("CPU_REQUEST", parse_cpu_request, None, "the container’s CPU request (`500m`, `2`, `1.5`), as Kubernetes’ Downward API gives it (`resourceFieldRef: {resource: requests.cpu}`): counted like a CPU quota (rounded up, at most the CPUs in the affinity mask) when there is no quota; a quota wins, `PYTHON_CPU_COUNT` wins over both", WORKERS),
+    Var("PRELOAD_APP", parse_bool, "false", "Gunicorn only: import the app in the master before forking the workers and freeze its objects (`gc.freeze()`), so that workers share its memory copy-on-write; not with `WITH_RELOAD` (see “Preloading the app”)", WORKERS, servers=("gunicorn",),
+        to={"gunicorn": To("preload_app", "--preload")}),
     Var("WORKER_MEMORY", parse_memory, None, "memory one worker needs (`256M`, `1G`, `512Mi`, or bytes; K/M/G are powers of 1024, as Docker reads them): the computed count is then at most the container’s memory limit ÷ this, at least 1", WORKERS),
     Var("HOST", parse_host, "0.0.0.0", "address inside the container", LISTEN),
     Var("PORT", parse_port, "80", "plain-HTTP port; setting both names to different values is an error", LISTEN, aliases=("TCP_PORT",)),
@@ -726,7 +753,11 @@ def check_combinations(settings: Settings, problems: list[str]) -> None:
     server = settings.effective_server
     for var in VARIABLES:
         if var.name in settings.given and server not in var.servers:
-            if len(var.servers) == 1:
+            if settings.server in var.servers:  # Gunicorn asked for, Uvicorn's reloader runs
+                problems.append(
+                    f"{var.name} does not work with WITH_RELOAD=true (SERVER={settings.server} then runs Uvicorn's reloader, one process)"
+                )
+            elif len(var.servers) == 1:
                 problems.append(f"{var.name} works only with SERVER={var.servers[0]}, not {server}")
             else:
                 where = ", ".join(var.servers[:-1]) + f" and {var.servers[-1]}"
@@ -983,9 +1014,18 @@ def effective_cpu_count(settings: Settings, root: str = "/", affinity: int | Non
     available = affinity if affinity is not None else affinity_cpu_count()
     quota = cgroup_cpu_limit(root)
     if quota is not None:
+        # said, so that a CPU_REQUEST set beside a limit is not silently without effect
+        unused = f"; CPU request {format_millicores(settings.cpu_request)} not counted" if settings.cpu_request else ""
         limited = max(1, -int(-quota // 1))  # ceil without importing math
         if limited < available:
-            return CpuCount(limited, f"cgroup quota {quota:g}")
+            return CpuCount(limited, f"cgroup quota {quota:g}{unused}")
+        return CpuCount(max(1, available), f"CPU affinity{unused}")
+    if settings.cpu_request:
+        # Without a limit the container may use idle CPUs beyond its request, but the request is what
+        # the scheduler reserved for it: workers for the whole node would contend with its neighbours.
+        requested = -(-settings.cpu_request // 1000)
+        if requested < available:
+            return CpuCount(requested, f"CPU request {format_millicores(settings.cpu_request)}")
     return CpuCount(max(1, available), "CPU affinity")
 
 
@@ -1051,6 +1091,14 @@ def worker_warnings(settings: Settings, workers: int, memory_limit: int | None) 
             f"WEB_CONCURRENCY={workers} exceeds the memory budget ({memory_words(settings, memory_limit)} = {budget}); starting {workers} as asked"
         )
     return warnings
+
+
+def tcp_migrate_req(root: str = "/") -> bool | None:
+    """net.ipv4.tcp_migrate_req: whether connections queued on a closed SO_REUSEPORT listener move to
+    another listener of the group instead of being reset. None when unknown (not Linux, no /proc)."""
+    text = _read(_under(root, "/proc/sys/net/ipv4/tcp_migrate_req"))
+    value = (text or "").strip()
+    return value != "0" if value.isascii() and value.isdigit() else None
 
 
 def module_search_path(app_dir: str) -> list[str]:
@@ -1164,6 +1212,7 @@ class Facts:
         runtime_dir: str = "",
         user_logging: dict[str, Any] | None = None,
         memory_limit: int | None = None,
+        migrate_req: bool | None = None,
     ) -> None:
         self.app_dir = app_dir
         self.start_dir = start_dir
@@ -1176,6 +1225,7 @@ class Facts:
         self.runtime_dir = runtime_dir or runtime_dir_for(os.path.join(start_dir, "start.py"))
         self.user_logging = user_logging
         self.memory_limit = memory_limit  # bytes, from the cgroup; None when unlimited or unknown
+        self.migrate_req = migrate_req  # net.ipv4.tcp_migrate_req, read for Granian only; None when unknown
 
     def path(self, relative: str) -> str:
         return os.path.normpath(os.path.join(self.app_dir, relative))
@@ -1207,6 +1257,7 @@ def probe_facts(settings: Settings, problems: list[str], app_dir: str | None = N
         dev_shm=os.path.isdir(_under(root, "/dev/shm")) and os.access(_under(root, "/dev/shm"), os.W_OK),
         runtime_dir=runtime_dir_for(start_path),
         memory_limit=cgroup_memory_limit(root) if settings.worker_memory else None,
+        migrate_req=tcp_migrate_req(root) if settings.effective_server == "granian" else None,
     )
     if not os.path.isfile(start_path):
         # start.pyc alone: what runs inside the servers is written out from start.py's text
@@ -1869,6 +1920,8 @@ def gunicorn_hooks(settings: Settings) -> dict[str, str]:
     hooks = {}
     if settings.prometheus_multiproc_dir:
         hooks["child_exit"] = "gunicorn_child_exit"
+    if settings.preload_app:
+        hooks["when_ready"] = "gunicorn_when_ready"
     return hooks
 
 
@@ -2091,6 +2144,10 @@ def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]
     launch.env[WRAPPED_APP_VARIABLE] = app.module
     launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES
     launch.hand_over_flags.append(FORK_GUARD_FLAG)
+    if app.workers > 1 and facts.migrate_req is False and facts.version("granian") >= (2, 8):
+        launch.warnings.append(
+            f"SERVER=granian with {app.workers} workers and net.ipv4.tcp_migrate_req=0: Granian 2.8+ gives each worker its own SO_REUSEPORT socket, so connections queued on a worker's socket are reset when it is respawned; set it to 1 (sysctl -w net.ipv4.tcp_migrate_req=1, or in Kubernetes the pod's securityContext.sysctls, which it does not count as safe: the kubelet must allow it with --allowed-unsafe-sysctls)"
+        )
     launch.worker_class = settings.worker_class or "auto"
     launch.argv += ["--factory", f"{RUNTIME_MODULE}:granian_app", *app.extra]
     return launch
@@ -3412,6 +3469,16 @@ def gunicorn_child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def gunicorn_when_ready(server: Any) -> None:
+    """Gunicorn's when_ready hook, in the master after the preloaded app and before the first fork: its
+    objects move to the permanent generation, which the collector never traverses, so a worker's
+    collections do not write to (and so copy) the pages it shares with the master."""
+    if server.cfg.preload_app:
+        import gc
+
+        gc.freeze()
+
+
 def one_line(message: str) -> str:
     """Values can hold line breaks (a path, say); a message stays one line whatever they hold."""
     return message.replace("\r", "\\r").replace("\n", "\\n")
@@ -3512,6 +3579,15 @@ def _load_users_config(location: str) -> dict[str, Any]:
 
 
 def _both_hooks(ours: Any, theirs: Any) -> Any:
+    # Gunicorn checks each hook's arity: when_ready takes (server), child_exit (server, worker)
+    if ours.__code__.co_argcount == 1:
+
+        def one(server: Any) -> Any:
+            ours(server)
+            return theirs(server)
+
+        return one
+
     def hook(server: Any, worker: Any) -> Any:
         ours(server, worker)
         return theirs(server, worker)

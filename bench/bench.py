@@ -42,7 +42,7 @@ import time
 import cases
 from cases import CASES, FIGURES
 from launch import Runner
-from measure import case1_launch, case2_ttfr, case3_load, case6_figures, machine
+from measure import case1_launch, case2_ttfr, case3_load, case6_figures, case7_preload, machine
 from procs import BENCH, CGROUP_CPU, cgroup_create, cgroup_remove, kill_all_groups, log, read_text, sha256_of
 from report import report, targets_report
 from targets import image_layout, targets_run
@@ -80,7 +80,15 @@ def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--launch-runs", type=int, default=15, help="hyperfine runs per command per round")
     parser.add_argument("--quota", type=float, default=1.0, help="CPUs of the cgroup quota (case 5)")
     parser.add_argument(
-        "--only", default="1,2,3,5,6", help="cases to run (4 comes with 3; 6: the measured figures, cases.FIGURES)"
+        "--only",
+        default="1,2,3,5,6",
+        help="cases to run (4 comes with 3; 6: the measured figures, cases.FIGURES; 7, not by default: PSS with "
+        "and without PRELOAD_APP, cases.PRELOAD_CASES)",
+    )
+    parser.add_argument("--preload-load", type=int, default=2, help="case 7: wrk seconds between the two readings")
+    parser.add_argument(
+        "--merge-into",
+        help="case 7: add its results to this RESULTS.json (keeping the rest) and render the Markdown from it",
     )
     parser.add_argument(
         "--cases", default="", help="only the launches whose name matches this regex (--targets: the servers)"
@@ -174,6 +182,9 @@ def run_cases(runner: Runner, args, res: dict, cgroups: list[str]) -> None:
     if "6" in only and FIGURES:
         log("case 6: measured figures")
         res["figures"] = case6_figures(runner, args)
+    if "7" in only:
+        log("case 7: PSS of the process tree with and without PRELOAD_APP")
+        res["preload"] = case7_preload(runner, args)
 
 
 def finish_machine(info: dict) -> None:
@@ -187,9 +198,26 @@ def write_outputs(args, info: dict | None, res: dict, status: int, work: str, el
     """The raw JSON (beside the output, or partial.json in the work directory after an error), then the
     Markdown: written on success, printed in any case."""
     raw = os.path.splitext(args.output)[0] + ".json" if status == 0 else os.path.join(work, "partial.json")
+    if args.merge_into and status == 0 and "preload" in res:
+        # case 7 alone, added to an earlier full run: the report keeps that run's tables and elapsed time
+        with open(args.merge_into) as file:
+            merged = json.load(file)
+        merged["results"]["preload"] = res["preload"]
+        info, res = merged["machine"], merged["results"]
+        raw = args.merge_into
+        with open(args.output) as file:
+            elapsed = float(re.search(r"in ([\d.]+) min", file.read()).group(1)) * 60
     with open(raw, "w") as file:
         json.dump({"machine": info, "results": res}, file, indent=1, default=str)
-    if args.targets:
+    if args.merge_into and status == 0 and "preload" in res:
+        import check_report
+        import report as report_module
+
+        # as the earlier run rendered it (its defaults, its launcher snapshot's path), as the test re-renders it
+        text = check_report.render(
+            report_module, {"machine": info, "results": res}, check_report.run_args(False), elapsed
+        )
+    elif args.targets:
         text = targets_report(info, res["targets"], args, elapsed, layout) if info and "targets" in res else ""
     else:
         text = report(info, res, args, elapsed) if info else ""

@@ -346,3 +346,23 @@ FIGURES: list[Figure] = [
         replaces="tests/e2e/test_granian.py::test_keep_alive_0_closes_every_connection (closed within 2 s)",
     ),
 ]
+
+
+# --------------------------------------------------------------------------
+# 7. PRELOAD_APP: the whole tree's memory, a FastAPI app under Gunicorn, with and without preloading
+# --------------------------------------------------------------------------
+
+PRELOAD_WORKERS = (1, 2, 4, 8)
+PRELOAD_PATH = "/items/1"
+
+
+def preload_case(workers: int, preload: bool) -> Case:
+    env = {"APP_MODULE": "fastapi_app:app", "WEB_CONCURRENCY": str(workers), "ACCESS_LOG": ""}
+    if preload:
+        env["PRELOAD_APP"] = "true"
+    name = f"gunicorn fastapi {workers} worker{'s' if workers > 1 else ''}" + (" PRELOAD_APP" if preload else "")
+    return Case(name, "preload", "start", "gunicorn", env, path=PRELOAD_PATH)
+
+
+# interleaved as one group: every worker count, without then with, in each round
+PRELOAD_CASES = [preload_case(workers, preload) for workers in PRELOAD_WORKERS for preload in (False, True)]

@@ -15,7 +15,7 @@ import statistics
 import subprocess
 
 import cases
-from cases import CASES, CASES_BY_NAME, FIGURES, FORBIDDEN_IMPORTS, SERVERS, interleaved
+from cases import CASES, CASES_BY_NAME, FIGURES, FORBIDDEN_IMPORTS, PRELOAD_CASES, SERVERS, interleaved
 from launch import Runner
 from procs import (
     APP_DIR,
@@ -227,6 +227,45 @@ def case6_figures(runner: Runner, args) -> dict:
         finally:
             server.stop(grace=0.5)
         log(f"  figure {name:<30} round {r + 1}: {rec['values'][-1] * 1000:.1f} ms")
+    return out
+
+
+def case7_preload(runner: Runner, args) -> dict:
+    """PSS of the whole tree (server and every descendant, smaps_rollup) per launch of cases.PRELOAD_CASES,
+    interleaved over `args.rounds`: once settled after start-up, and again after a short wrk load, which
+    is when the workers' garbage collections write to (and so copy) the pages they share with the master.
+    Also this run's own facts, since it may be merged into an earlier run's RESULTS.json."""
+    out: dict = {"rounds": args.rounds, "load_s": args.preload_load, "runs": {}}
+    by_name = {case.name: case for case in PRELOAD_CASES if re.search(args.cases or "", case.name)}
+    for r, name in interleaved(list(by_name), args.rounds):
+        case = by_name[name]
+        port = free_port()
+        server, expected, argv = runner.launch(case, port)
+        rec = out["runs"].setdefault(name, {"idle": [], "loaded": [], "argv": argv, "expected_workers": expected})
+        try:
+            wait_first_200(server, port, case.path)
+            assert_loopback_only(port)
+            settle(server)
+            idle = measure_memory(server.proc.pid)
+            wrk(port, case.path, args.preload_load, args)
+            settle(server)
+            loaded = measure_memory(server.proc.pid)
+        finally:
+            server.stop()
+        for key, mem in (("idle", idle), ("loaded", loaded)):
+            rec[key].append({k: mem[k] for k in ("processes", "workers", "pss_kib", "rss_kib", "worker_pss_kib")})
+        log(
+            f"  preload {name:<36} round {r + 1}: workers {idle['workers']}/{expected}  "
+            f"PSS idle {idle['pss_kib'] / 1024:.1f} MiB, after load {loaded['pss_kib'] / 1024:.1f} MiB"
+        )
+    out["machine"] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "loadavg_end": " ".join(read_text("/proc/loadavg").split()[:3]),
+        "git": subprocess.run(
+            ["git", "-C", cases.REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "start_sha256": sha256_of(cases.START_PY),
+    }
     return out
 
 

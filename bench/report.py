@@ -13,7 +13,7 @@ import shlex
 import statistics
 
 import cases
-from cases import CASES, CASES_BY_NAME, FIGURES, Case
+from cases import CASES, CASES_BY_NAME, FIGURES, PRELOAD_CASES, PRELOAD_WORKERS, Case
 from procs import APP_DIR
 from targets import DRYRUN_GOAL_MS, IMPORT_GOAL_MS, TPUT_GOAL, TTFR_GOAL
 
@@ -95,6 +95,7 @@ def report(info: dict, res: dict, args, elapsed: float) -> str:
         lines += quota_section(c3, res, args)
     lines += side_by_side_section(c2, c3)
     lines += figures_section(res.get("figures"))
+    lines += preload_section(res.get("preload"))
     lines += launches_section(res)
     return "\n".join(machine_table(info, args, elapsed) + goals_table(goals) + [""] + lines) + "\n"
 
@@ -486,6 +487,47 @@ def figures_section(c6: dict | None) -> list[str]:
         "\nEach figure is one value per launch, launches interleaved over the rounds; the median with its "
         "range and count. These numbers describe this machine at this time; the tests they come from no "
         "longer assert an upper bound on them.\n"
+    )
+    return lines
+
+
+# ---- 7. PRELOAD_APP
+
+
+def preload_section(c7: dict | None) -> list[str]:
+    """Case 7: the tree's PSS per worker count, without and with PRELOAD_APP, idle and after load."""
+    if not c7:
+        return []
+    runs, m = c7["runs"], c7["machine"]
+    lines = [
+        "## 7. Memory with `PRELOAD_APP` (FastAPI app under Gunicorn; PSS of the whole process tree)\n",
+        f"Run separately ({m['date']}, commit {m['git']}, start.py sha256 {m['start_sha256']}…, load average at "
+        f"its end {m['loadavg_end']}), {c7['rounds']} interleaved rounds; `bench/app/fastapi_app.py`, "
+        f"`WEB_CONCURRENCY` workers, `ACCESS_LOG=''`. PSS in MiB, summed over the server and all its "
+        f"descendants (`/proc/<pid>/smaps_rollup`): once settled after start-up, and again after {c7['load_s']} s "
+        "of `wrk` on `/items/1`. The ratio is with / without, per round.\n",
+        "| workers | idle: without | idle: `PRELOAD_APP=true` | ratio | after load: without | after load: "
+        "`PRELOAD_APP=true` | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_name = {case.name: case for case in PRELOAD_CASES}
+    for workers in PRELOAD_WORKERS:
+        names = [name for name, case in by_name.items() if case.extra_env["WEB_CONCURRENCY"] == str(workers)]
+        plain, preload = (runs.get(name) for name in names)
+        if not plain or not preload:
+            continue
+        cells = []
+        for key in ("idle", "loaded"):
+            without = [rec["pss_kib"] / 1024 for rec in plain[key]]
+            with_ = [rec["pss_kib"] / 1024 for rec in preload[key]]
+            ratios = [a / b for a, b in zip(with_, without) if b]
+            cells += [spread(without, ".1f"), spread(with_, ".1f"), spread(ratios, ".2f")]
+        lines.append(f"| {workers} | " + " | ".join(cells) + " |")
+    counts = {(rec["workers"], run["expected_workers"]) for run in runs.values() for rec in run["idle"]}
+    lines.append(
+        "\nWorkers found in the tree / planned, over all launches: "
+        + ", ".join(f"{found}/{planned}" for found, planned in sorted(counts))
+        + ". Each figure: median (min … max, n).\n"
     )
     return lines
 

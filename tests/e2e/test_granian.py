@@ -31,6 +31,8 @@ from helpers import (
     all_gone,
     clean_env,
     connection,
+    copy_app,
+    dry_run,
     get_json,
     local_env,
     request,
@@ -578,3 +580,19 @@ def test_websocket_echo(scope_server):
         assert ws.recv(timeout=10) == "hello"
         ws.send(b"\x00\x01binary")
         assert ws.recv(timeout=10) == b"\x00\x01binary"
+
+
+def test_dry_run_warns_when_tcp_migrate_req_is_off(tmp_path):
+    """Read from this machine's /proc (the unit tests hand the probe fixture trees): the warning is there
+    exactly when the sysctl is 0, and only with more than one worker."""
+    setting = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+    if not setting.exists():
+        pytest.skip("this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14+)")
+    app_dir = copy_app(tmp_path)
+    plan = dry_run(clean_env(SERVER="granian", WEB_CONCURRENCY="2"), app_dir)
+    warned = [warning for warning in plan["warnings"] if "net.ipv4.tcp_migrate_req" in warning]
+    assert len(warned) == (setting.read_text().strip() == "0"), plan["warnings"]
+    for warning in warned:
+        assert "sysctl -w net.ipv4.tcp_migrate_req=1" in warning
+    one = dry_run(clean_env(SERVER="granian", WEB_CONCURRENCY="1"), app_dir)
+    assert not [warning for warning in one["warnings"] if "tcp_migrate_req" in warning]

@@ -123,6 +123,82 @@ def test_effective_cpu_count_is_min_of_affinity_and_ceil_quota(tmp_path, quota, 
     assert (cpus.count, cpus.source) == expected
 
 
+# --- CPU_REQUEST: counted like a quota when there is none ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_", "quota", "affinity", "expected"),
+    [
+        ("500m", "-1", 8, (1, "CPU request 500m")),  # rounded up
+        ("1500m", "-1", 8, (2, "CPU request 1500m")),
+        ("1.5", "-1", 8, (2, "CPU request 1500m")),
+        ("2", "-1", 8, (2, "CPU request 2")),
+        ("16", "-1", 4, (4, "CPU affinity")),  # never above the affinity mask
+        ("500", "-1", 2, (2, "CPU affinity")),  # a divisor of 1m: millicores read as CPUs, capped
+        ("1500m", "100000", 8, (1, "cgroup quota 1; CPU request 1500m not counted")),  # a quota wins
+        ("500m", "300000", 8, (3, "cgroup quota 3; CPU request 500m not counted")),  # also when larger
+        ("500m", "800000", 2, (2, "CPU affinity; CPU request 500m not counted")),
+    ],
+)
+def test_cpu_request_counts_when_no_quota_is_set(tmp_path, request_, quota, affinity, expected):
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/\n", V1_MOUNTINFO.format(root="/"), v1_limits("/", quota))
+    settings = start.parse_settings({"CPU_REQUEST": request_})
+    cpus = start.effective_cpu_count(settings, root=root, affinity=affinity)
+    assert (cpus.count, cpus.source) == expected
+
+
+def test_cpu_request_under_cgroup_v2_without_a_limit(tmp_path):
+    root = make_tree(tmp_path, "0::/\n", V2_MOUNTINFO.format(root="/"), {"/sys/fs/cgroup/cpu.max": "max 100000\n"})
+    cpus = start.effective_cpu_count(start.parse_settings({"CPU_REQUEST": "1"}), root=root, affinity=4)
+    assert (cpus.count, cpus.source) == (1, "CPU request 1")
+
+
+def test_python_cpu_count_wins_over_cpu_request(tmp_path):
+    root = make_tree(tmp_path, "4:cpu,cpuacct:/\n", V1_MOUNTINFO.format(root="/"), v1_limits("/", "100000"))
+    settings = start.parse_settings({"CPU_REQUEST": "3", "PYTHON_CPU_COUNT": "5"})
+    cpus = start.effective_cpu_count(settings, root=root, affinity=8)
+    assert (cpus.count, cpus.source) == (5, "PYTHON_CPU_COUNT")
+
+
+def test_cpu_request_reaches_the_worker_count_and_the_dry_run_fields(tmp_path):
+    root = make_tree(tmp_path, "0::/\n", V2_MOUNTINFO.format(root="/"), {})
+    (tmp_path / "main.py").write_text("app = None\n")
+    problems: list[str] = []
+    settings = start.parse_settings({"CPU_REQUEST": "500m", "WORKERS_PER_CORE": "3"}, problems)
+    facts = start.probe_facts(settings, problems, str(tmp_path), root)
+    if start.affinity_cpu_count() < 2:
+        pytest.skip("needs 2 CPUs in the affinity mask, so that the request is the lower count")
+    shown = start.plan_launch(settings, facts, (), problems).as_dict()
+    assert problems == []
+    assert (shown["cpus"], shown["cpus_source"], shown["workers"]) == (1, "CPU request 500m", 3)
+    assert shown["workers_reason"] == "3 workers = 1 CPU (CPU request 500m) × WORKERS_PER_CORE 3"
+
+
+# --- net.ipv4.tcp_migrate_req (Granian's per-worker SO_REUSEPORT sockets) -------------
+
+
+@pytest.mark.parametrize(("content", "expected"), [("0\n", False), ("1\n", True), ("", None), ("on\n", None)])
+def test_tcp_migrate_req_is_read_from_the_root(tmp_path, content, expected):
+    path = tmp_path / "proc/sys/net/ipv4/tcp_migrate_req"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    assert start.tcp_migrate_req(str(tmp_path)) is expected
+
+
+def test_tcp_migrate_req_missing_is_unknown(tmp_path):
+    assert start.tcp_migrate_req(str(tmp_path)) is None
+
+
+def test_tcp_migrate_req_is_probed_for_granian_only(tmp_path):
+    path = tmp_path / "proc/sys/net/ipv4/tcp_migrate_req"
+    path.parent.mkdir(parents=True)
+    path.write_text("0\n")
+    (tmp_path / "main.py").write_text("app = None\n")
+    for server, expected in (("granian", False), ("gunicorn", None)):
+        settings = start.parse_settings({"SERVER": server})
+        assert start.probe_facts(settings, [], str(tmp_path), str(tmp_path)).migrate_req is expected
+
+
 # --- the memory limit (WORKER_MEMORY) ------------------------------------------------
 
 MiB = 1 << 20

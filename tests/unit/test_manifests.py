@@ -20,6 +20,8 @@ import pytest
 import yaml
 from helpers import REPO
 
+import start
+
 MANIFESTS = REPO / "deploy" / "kubernetes"
 FILES = sorted(MANIFESTS.glob("*.y*ml"))
 # The oldest Kubernetes the examples are written for, and the newest the pinned
@@ -51,8 +53,13 @@ def container() -> dict:
     return containers[0]
 
 
+# Variables the pod gives from the Downward API rather than as values.
+FROM_THE_POD = {"CPU_REQUEST": {"resourceFieldRef": {"resource": "requests.cpu"}}}
+
+
 def env() -> dict[str, str]:
-    variables = container().get("env", [])
+    """The plain values; the variables of FROM_THE_POD are left out (checked by their own test)."""
+    variables = [variable for variable in container().get("env", []) if variable["name"] not in FROM_THE_POD]
     for variable in variables:
         assert set(variable) == {"name", "value"}, f"plain values only, so they can be checked: {variable}"
         assert isinstance(variable["value"], str), variable
@@ -157,6 +164,20 @@ def expected_workers(variables: dict[str, str], cpu_limit: float) -> int:
     if "MAX_WORKERS" in variables:
         workers = min(workers, int(variables["MAX_WORKERS"]))
     return workers
+
+
+def test_cpu_request_comes_from_the_downward_api_in_whole_cpus():
+    """CPU_REQUEST is the container's own request, with the default divisor ("1": whole CPUs, rounded up),
+    which start.py reads as CPUs; a divisor of 1m would give millicores as a bare number."""
+    given = {variable["name"]: variable for variable in container()["env"]}
+    assert given.get("CPU_REQUEST", {}).get("valueFrom") == FROM_THE_POD["CPU_REQUEST"], given.get("CPU_REQUEST")
+    reference = given["CPU_REQUEST"]["valueFrom"]["resourceFieldRef"]
+    assert reference.get("containerName") in (None, container()["name"])
+    assert quantity(reference.get("divisor", "1")) == 1
+    # what the kubelet would put there, and what start.py then counts
+    request = quantity(container()["resources"]["requests"]["cpu"])
+    downward = str(math.ceil(request))
+    assert start.parse_settings({"CPU_REQUEST": downward}).cpu_request == 1000 * math.ceil(request)
 
 
 def test_worker_memory_fits_the_memory_limit():

@@ -665,3 +665,81 @@ def test_variables_of_the_old_images_that_are_not_read_are_said(app_dir):
         "LOG_COLORS is not read: inboard's; log lines carry no colour codes (LOG_FORMAT=text or json)",
     ]
     assert plan(app_dir, {"LOG_COLORS": " "}).warnings == []
+
+
+# --- PRELOAD_APP -----------------------------------------------------------------
+
+
+def test_preload_app_reaches_gunicorn_with_the_freezing_hook(app_dir, tmp_path_factory):
+    start_dir = tmp_path_factory.mktemp("image-root")
+    (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
+    result = plan(app_dir, {"PRELOAD_APP": "true"}, start_dir=start_dir)
+    options = json.loads(result.files[result.env["ASGI_START_OPTIONS"]])
+    assert options["preload_app"] is True
+    assert options["asgi_start_hooks"] == {"when_ready": "gunicorn_when_ready"}
+    assert result.warnings == []
+    unset = plan(app_dir, {}, start_dir=start_dir)
+    assert "preload_app" not in json.loads(unset.files[unset.env["ASGI_START_OPTIONS"]])
+    # without a config file: --preload still, and the hook that cannot be set is said
+    alone = plan(app_dir, {"PRELOAD_APP": "true"})
+    assert "--preload" in alone.env["GUNICORN_CMD_ARGS"].split()
+    [warning] = alone.warnings
+    assert "when_ready" in warning and "gc.freeze" in warning
+
+
+class _Config:
+    def __init__(self, preload_app: bool) -> None:
+        self.preload_app = preload_app
+
+
+class _Arbiter:
+    def __init__(self, preload_app: bool) -> None:
+        self.cfg = _Config(preload_app)
+
+
+def test_when_ready_freezes_only_a_preloaded_app():
+    import gc
+
+    if not hasattr(gc, "get_freeze_count"):
+        pytest.skip("gc.get_freeze_count is new in Python 3.7")
+    try:
+        gc.unfreeze()
+        start.gunicorn_when_ready(_Arbiter(preload_app=False))
+        assert gc.get_freeze_count() == 0
+        start.gunicorn_when_ready(_Arbiter(preload_app=True))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_the_users_when_ready_runs_after_ours():
+    calls: list = []
+    both = start._both_hooks(start.gunicorn_when_ready, lambda server: calls.append(("theirs", server)))
+    assert both.__code__.co_argcount == 1  # Gunicorn refuses a hook of another arity
+    both(_Arbiter(preload_app=False))
+    assert len(calls) == 1 and calls[0][0] == "theirs"
+    two = start._both_hooks(lambda s, w: calls.append(("ours", w)), lambda s, w: calls.append(("theirs", w)))
+    assert two.__code__.co_argcount == 2
+    two("arbiter", 7)
+    assert calls[-2:] == [("ours", 7), ("theirs", 7)]
+
+
+# --- net.ipv4.tcp_migrate_req under Granian ---------------------------------------
+
+
+def granian_warnings(app_dir: Path, env: dict[str, str], migrate_req, granian=(2, 8, 7)) -> list[str]:
+    facts = facts_for(app_dir, granian=granian)
+    facts.migrate_req = migrate_req
+    result = start.plan_launch(start.parse_settings({"SERVER": "granian", **env}), facts)
+    return [warning for warning in result.warnings if "tcp_migrate_req" in warning]
+
+
+def test_granian_warns_when_tcp_migrate_req_is_off(app_dir):
+    [warning] = granian_warnings(app_dir, {}, migrate_req=False)
+    assert "SERVER=granian with 2 workers and net.ipv4.tcp_migrate_req=0" in warning
+    assert "sysctl -w net.ipv4.tcp_migrate_req=1" in warning and "securityContext.sysctls" in warning
+    assert "\n" not in warning
+    assert granian_warnings(app_dir, {}, migrate_req=True) == []
+    assert granian_warnings(app_dir, {}, migrate_req=None) == []  # unknown: no warning
+    assert granian_warnings(app_dir, {"WEB_CONCURRENCY": "1"}, migrate_req=False) == []  # one worker
+    assert granian_warnings(app_dir, {}, migrate_req=False, granian=(2, 7, 0)) == []  # one shared socket

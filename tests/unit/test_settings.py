@@ -93,6 +93,16 @@ def test_booleans_are_strict_but_case_insensitive(raw, expected):
         ({"KEEP_ALIVE": "soon"}, "KEEP_ALIVE='soon'"),
         ({"GRACEFUL_TIMEOUT": "1.5"}, "GRACEFUL_TIMEOUT='1.5'"),
         ({"PYTHON_CPU_COUNT": "0"}, "PYTHON_CPU_COUNT='0'"),
+        ({"CPU_REQUEST": "0"}, "CPU_REQUEST='0'"),
+        ({"CPU_REQUEST": "0m"}, "CPU_REQUEST='0m'"),
+        ({"CPU_REQUEST": "-1"}, "CPU_REQUEST='-1'"),
+        ({"CPU_REQUEST": "half"}, "CPU_REQUEST='half'"),
+        ({"CPU_REQUEST": "1.5m"}, "CPU_REQUEST='1.5m'"),
+        ({"CPU_REQUEST": "0.0001"}, "CPU_REQUEST='0.0001'"),
+        ({"CPU_REQUEST": "500Mi"}, "CPU_REQUEST='500Mi'"),
+        ({"CPU_REQUEST": "1e3"}, "CPU_REQUEST='1e3'"),
+        ({"CPU_REQUEST": ".5"}, "CPU_REQUEST='.5'"),
+        ({"PRELOAD_APP": "sometimes"}, "PRELOAD_APP='sometimes'"),
         ({"HOST": "a b"}, "HOST='a b'"),
         ({"HEALTHCHECK_PATH": "health"}, "HEALTHCHECK_PATH='health'"),
     ],
@@ -144,6 +154,9 @@ def test_empty_means_default_except_for_the_logs():
         ({"SERVER": "hypercorn", "WORKER_CLASS": "uvicorn_worker.UvicornWorker"}, "WORKER_CLASS="),
         ({"SERVER": "uvicorn", "BIND": "127.0.0.1:1,127.0.0.1:2"}, "binds one address only"),
         ({"MAX_REQUESTS_JITTER": "10"}, "MAX_REQUESTS_JITTER needs MAX_REQUESTS"),
+        ({"SERVER": "uvicorn", "PRELOAD_APP": "true"}, "PRELOAD_APP works only with SERVER=gunicorn, not uvicorn"),
+        ({"SERVER": "granian", "PRELOAD_APP": "true"}, "PRELOAD_APP works only with SERVER=gunicorn, not granian"),
+        ({"PRELOAD_APP": "true", "WITH_RELOAD": "true"}, "PRELOAD_APP does not work with WITH_RELOAD=true"),
     ],
 )
 def test_combinations_that_cannot_work(env, fragment):
@@ -179,3 +192,17 @@ def test_bind_addresses(env, binds):
 )
 def test_split_host_port(address, expected):
     assert start.split_host_port(address) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "millicores"),
+    [("500m", 500), ("1500m", 1500), ("1m", 1), ("2", 2000), ("1.5", 1500), ("0.25", 250), (" 3 ", 3000), ("1.", 1000)],
+)
+def test_cpu_request_reads_kubernetes_quantities_as_millicores(raw, millicores):
+    assert parse(CPU_REQUEST=raw).cpu_request == millicores
+    assert parse().cpu_request is None
+
+
+def test_preload_app_with_reload_is_one_line():
+    [line] = problems(PRELOAD_APP="true", WITH_RELOAD="true")
+    assert line.startswith("PRELOAD_APP does not work with WITH_RELOAD=true")
