@@ -137,6 +137,13 @@ def parse_seconds(raw: str) -> int:
     return _parse_int(raw, 0, MAX_SECONDS)
 
 
+MIN_WORKER_LIFETIME = 60  # Granian's own least; a shorter life recycles workers faster than they warm up
+
+
+def parse_worker_lifetime(raw: str) -> int:
+    return _parse_int(raw, MIN_WORKER_LIFETIME, MAX_SECONDS)
+
+
 def parse_port(raw: str) -> int:
     return _parse_int(raw, 1, 65535)
 
@@ -520,6 +527,11 @@ def granian_kill_timeout(seconds: int) -> int:
     return max(seconds, 1)
 
 
+def granian_max_rss(size: int) -> int:
+    """WORKER_MAX_MEMORY as --workers-max-rss, which counts whole MiB: rounded up."""
+    return -(-size // (1 << 20))
+
+
 def granian_backlog(count: int) -> int:
     if count < GRANIAN_MIN_BACKLOG:
         raise ValueError(f"{GRANIAN_MIN_BACKLOG} to {MAX_BACKLOG} under SERVER=granian (its smallest --backlog)")
@@ -587,6 +599,12 @@ VARIABLES = (
     Var("PRELOAD_APP", parse_bool, "false", "Gunicorn only: import the app in the master before forking the workers and freeze its objects (`gc.freeze()`), so that workers share its memory copy-on-write; not with `WITH_RELOAD` (see “Preloading the app”)", WORKERS, servers=("gunicorn",),
         to={"gunicorn": To("preload_app", "--preload")}),
     Var("WORKER_MEMORY", parse_memory, None, "memory one worker needs (`256M`, `1G`, `512Mi`, or bytes; K/M/G are powers of 1024, as Docker reads them): the computed count is then at most the container’s memory limit ÷ this, at least 1", WORKERS),
+    Var("WORKER_MAX_MEMORY", parse_memory, None, "a worker whose resident memory (RSS) stays above this size (`WORKER_MEMORY`’s syntax) for 3 checks 10 s apart is replaced gracefully, one worker at a time (see “Recycling workers”)", WORKERS,
+        to={"granian": To(flag="--workers-max-rss", convert=granian_max_rss, note="in MiB, rounded up, with `--rss-samples 3 --rss-sample-interval 10`")},
+        via={"gunicorn": "the launcher’s worker keeper", "uvicorn": "the launcher’s worker keeper", "hypercorn": "the launcher’s worker keeper"}),
+    Var("WORKER_LIFETIME", parse_worker_lifetime, None, f"seconds (at least {MIN_WORKER_LIFETIME}) after which a worker is replaced gracefully, one at a time; each worker’s lifetime gets a random jitter of up to 10 % (not under Granian)", WORKERS,
+        to={"granian": To(flag="--workers-lifetime", note="no jitter")},
+        via={"gunicorn": "the launcher’s worker keeper", "uvicorn": "the launcher’s worker keeper", "hypercorn": "the launcher’s worker keeper"}),
     Var("HOST", parse_host, "0.0.0.0", "address inside the container", LISTEN),
     Var("PORT", parse_port, "80", "plain-HTTP port; setting both names to different values is an error", LISTEN, aliases=("TCP_PORT",)),
     Var("BIND", parse_address_list, None, "address(es) actually bound, comma-separated: `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`", LISTEN, shown="`HOST:PORT` (`HOST:SSL_PORT` when `USE_SSL`)"),
@@ -751,6 +769,9 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
 def check_combinations(settings: Settings, problems: list[str]) -> None:
     """Problems that only show when two settings meet, or a setting meets a server."""
     server = settings.effective_server
+    for name in ("WORKER_MAX_MEMORY", "WORKER_LIFETIME"):
+        if name in settings.given and settings.with_reload:
+            problems.append(f"{name} does not work with WITH_RELOAD=true (one process, no workers to replace)")
     for var in VARIABLES:
         if var.name in settings.given and server not in var.servers:
             if settings.server in var.servers:  # Gunicorn asked for, Uvicorn's reloader runs
@@ -2050,6 +2071,11 @@ def plan_uvicorn(settings: Settings, facts: Facts, app: App, problems: list[str]
             launch.argv += ["--reload-dir", facts.path(directory)]
     else:
         launch.argv += ["--workers", str(app.workers)]
+        if app.workers == 1 and (settings.worker_max_memory or settings.worker_lifetime):
+            name = "WORKER_MAX_MEMORY" if settings.worker_max_memory else "WORKER_LIFETIME"
+            problems.append(
+                f"{name} under SERVER=uvicorn needs 2 workers or more (WEB_CONCURRENCY): with one, Uvicorn runs without the supervisor that replaces workers"
+            )
     # Levels come from the logging configuration, so LOG_LEVEL does not silence the access log.
     launch.argv += ["--log-config", app.log_file]
     if not settings.access_log:
@@ -2138,6 +2164,8 @@ def plan_granian(settings: Settings, facts: Facts, app: App, problems: list[str]
                 launch.argv += ["--reload-ignore-dirs", name]  # a plain name may be a directory, as Uvicorn reads it
     if settings.worker_class in ("uvloop", "rloop"):
         require_installed(settings.worker_class, facts, f"WORKER_CLASS={settings.worker_class}", problems)
+    if settings.worker_max_memory:  # WORKER_MAX_MEMORY's rule, in Granian's terms (its own default: 1 sample, 30 s)
+        launch.argv += ["--rss-samples", str(MEMORY_CHECKS), "--rss-sample-interval", str(MEMORY_CHECK_SECONDS)]
     launch.argv += as_flags(table_options("granian", settings, facts), problems, "granian")
     # Granian reads no X-Forwarded-* headers and gives ports as strings: the launcher's
     # wrapper serves the app (see granian_app), once per worker.
@@ -2251,6 +2279,10 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
     log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
     arguments = [*(settings.server_args or []), *extra]  # SERVER_ARGS, then what follows --
     launch = PROFILES[server].plan(settings, facts, App(app_module, workers, log_file, arguments), collected)
+    if server != "granian" and (settings.worker_max_memory or settings.worker_lifetime):
+        # Granian recycles its workers itself (its flags); the keeper does it in the other servers' main process
+        recycling = {"max_memory": settings.worker_max_memory, "lifetime": settings.worker_lifetime}
+        launch.env[RECYCLE_VARIABLE] = to_json(recycling, sort_keys=True)
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     bind = settings.binds + (settings.insecure_binds + (settings.quic_bind or []) if server == "hypercorn" else [])
@@ -3626,9 +3658,9 @@ def _settings_only(namespace: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------
 # The worker keeper. Everything from the marker below to the end marker is
-# written out as the module `asgi_start_workers`, which only the main process
-# of Hypercorn and of Uvicorn's `--workers` supervisor imports (hand_over);
-# it stands alone like the sections above.
+# written out as the module `asgi_start_workers`, which the main process of
+# Gunicorn, Hypercorn and Uvicorn imports (hand_over), and Uvicorn's spawned
+# workers for their graceful stop; it stands alone like the sections above.
 # --------------------------------------------------------------------------
 
 # >>> the worker keeper
@@ -3637,6 +3669,82 @@ def _settings_only(namespace: dict[str, Any]) -> None:
 YOUNG_DEATH_SECONDS = 10.0
 YOUNG_DEATHS_TO_STOP = 5
 STOPPED_BY_DEAD_WORKERS = 3  # Gunicorn's WORKER_BOOT_ERROR and Uvicorn's STARTUP_FAILURE
+# WORKER_MAX_MEMORY and WORKER_LIFETIME, from start.py (JSON): a worker is replaced when its RSS stays
+# above the size for MEMORY_CHECKS checks MEMORY_CHECK_SECONDS apart, or when it has lived its lifetime
+# plus a random jitter of up to LIFETIME_JITTER of it, so that workers started together leave apart.
+RECYCLE_VARIABLE = "ASGI_START_RECYCLE"
+MEMORY_CHECKS = 3
+MEMORY_CHECK_SECONDS = 10
+LIFETIME_JITTER = 0.1
+SETTLE_SECONDS = 5  # after a worker starts, before the next is replaced: the new one has warmed up
+
+
+class Recycler:
+    """Which worker WORKER_MAX_MEMORY or WORKER_LIFETIME replaces now, and why in words. The caller asks
+    only when no replacement is under way, so that one worker of a server is replaced at a time."""
+
+    def __init__(self, max_memory: int | None, lifetime: int | None) -> None:
+        import random
+        import time
+
+        self.max_memory = max_memory
+        self.lifetime = lifetime
+        self.random = random.Random()  # noqa: S311 -- a jitter, not a secret
+        self.deadlines: dict[int, float] = {}  # pid: when its lifetime (with jitter) ends
+        self.above: dict[int, int] = {}  # pid: consecutive checks above max_memory
+        self.next_check = time.monotonic() + MEMORY_CHECK_SECONDS
+
+    @classmethod
+    def from_environment(cls) -> Recycler | None:
+        import json
+
+        raw = os.environ.get(RECYCLE_VARIABLE)
+        if not raw:
+            return None
+        given = json.loads(raw)
+        return cls(given.get("max_memory"), given.get("lifetime"))
+
+    def due(self, workers: dict[int, float], now: float) -> tuple[int, str] | None:
+        """`workers`: each serving worker's PID and start (time.monotonic()); the one to replace, and why.
+        None as well while the youngest worker is still settling in."""
+        if any(now - started < SETTLE_SECONDS for started in workers.values()):
+            return None
+        for gone in [pid for pid in (*self.deadlines, *self.above) if pid not in workers]:
+            self.deadlines.pop(gone, None)
+            self.above.pop(gone, None)
+        if self.lifetime:
+            for pid, started in workers.items():
+                if pid not in self.deadlines:
+                    self.deadlines[pid] = started + self.lifetime * (1 + self.random.uniform(0, LIFETIME_JITTER))
+                deadline = self.deadlines[pid]
+                if now >= deadline:
+                    age = now - started
+                    return (
+                        pid,
+                        f"{age:.0f} s old, past WORKER_LIFETIME {self.lifetime} s (+{deadline - started - self.lifetime:.0f} s of jitter)",
+                    )
+        if self.max_memory and now >= self.next_check:
+            self.next_check = now + MEMORY_CHECK_SECONDS
+            sizes = {pid: resident_memory(pid) or 0 for pid in workers}
+            for pid, size in sizes.items():
+                self.above[pid] = self.above.get(pid, 0) + 1 if size > self.max_memory else 0
+            over = [pid for pid in workers if self.above[pid] >= MEMORY_CHECKS]
+            if over:
+                pid = max(over, key=sizes.__getitem__)
+                return pid, (
+                    f"RSS {sizes[pid] / (1 << 20):.0f} MiB, above WORKER_MAX_MEMORY {self.max_memory / (1 << 20):.0f} MiB "
+                    f"for {self.above[pid]} checks {MEMORY_CHECK_SECONDS} s apart"
+                )
+        return None
+
+
+def resident_memory(pid: int) -> int | None:
+    """A process's resident set size in bytes (/proc/PID/statm), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def keep_workers(server: str) -> None:
@@ -3648,8 +3756,44 @@ def keep_workers(server: str) -> None:
         _keep_hypercorn_workers()
     elif server == "uvicorn":
         _keep_uvicorn_workers()
+        _read_before_closing()  # Uvicorn in one process; its spawned workers: see run_uvicorn_worker
     elif server == "gunicorn":
         _halt_gunicorn_once()
+        _recycle_gunicorn_workers()
+        _read_before_closing()  # inherited by the forked Uvicorn workers
+
+
+def _read_before_closing() -> None:
+    """Uvicorn's graceful stop (0.54) closes its listeners and at once every connection without a request
+    under way, among them one accepted a moment before whose request is not read yet: that client got a
+    reset instead of an answer (2 in 18,000 requests across two worker replacements). Here the listeners
+    close first, and the connections a moment later, once what has arrived is read and under way."""
+    import importlib
+
+    try:
+        server_class: Any = importlib.import_module("uvicorn.server").Server
+    except ImportError:
+        return
+    shutdown = server_class.shutdown
+    if getattr(shutdown, "reads_first", False):
+        return
+
+    async def read_then_shut_down(self: Any, sockets: Any = None) -> None:
+        import asyncio
+
+        for listener in self.servers:
+            listener.close()
+        await asyncio.sleep(0.05)  # a few turns of the loop: requests already received start being served
+        await shutdown(self, sockets)
+
+    read_then_shut_down.reads_first = True  # type: ignore[attr-defined]
+    server_class.shutdown = read_then_shut_down
+
+
+def run_uvicorn_worker(target: Any, *args: Any, **kwargs: Any) -> None:
+    """A spawned Uvicorn worker's target (see _keep_uvicorn_workers): its graceful stop reads first."""
+    _read_before_closing()
+    target(*args, **kwargs)
 
 
 def _halt_gunicorn_once() -> None:
@@ -3666,6 +3810,41 @@ def _halt_gunicorn_once() -> None:
         halt(self, reason, exit_status)
 
     arbiter_class.halt = halt_once
+
+
+def _recycle_gunicorn_workers() -> None:
+    """WORKER_MAX_MEMORY and WORKER_LIFETIME in Gunicorn's master, checked once a loop (about every second):
+    the worker due is stopped gracefully (SIGTERM, as MAX_REQUESTS does), and Gunicorn starts another."""
+    import importlib
+    import signal
+    import time
+
+    recycler = Recycler.from_environment()
+    if recycler is None:
+        return
+    arbiter_class: Any = importlib.import_module("gunicorn.arbiter").Arbiter
+    murder_workers = arbiter_class.murder_workers
+    started: dict[int, float] = {}  # pid: when this loop first saw it
+    replacing: list[int] = []
+
+    def murder_and_recycle(self: Any) -> None:
+        murder_workers(self)
+        now = time.monotonic()
+        for pid in self.WORKERS:
+            started.setdefault(pid, now)
+        for pid in [pid for pid in started if pid not in self.WORKERS]:
+            del started[pid]
+        if (replacing and replacing[0] in self.WORKERS) or len(self.WORKERS) < self.num_workers:
+            return  # one at a time: the last one replaced is still draining, or its successor not started
+        replacing.clear()
+        due = recycler.due(dict(started), now)
+        if due:
+            pid, why = due
+            replacing.append(pid)
+            self.log.info("worker %s replaced: %s; it stops gracefully, and another starts", pid, why)
+            self.kill_worker(pid, signal.SIGTERM)
+
+    arbiter_class.murder_workers = murder_and_recycle
 
 
 def how_it_ended(exitcode: int | None) -> str:
@@ -3775,6 +3954,7 @@ class HypercornWorkers:
             "hypercorn.error"
         )
         self.deaths = WorkerDeaths(self.logger)
+        self.recycler = Recycler.from_environment()
         self.workers: dict[Any, HypercornWorker] = {}  # by the process's sentinel
         self.wake_up, self.waker = os.pipe()
         os.set_blocking(self.waker, False)
@@ -3814,6 +3994,8 @@ class HypercornWorkers:
                 self.restarting = False
                 for worker in self.workers.values():
                     worker.stop(replace=True)
+            if self.recycler and not self.stopping:
+                self.recycle(self.recycler)
             if self.stopping:
                 for worker in self.workers.values():
                     worker.stop()
@@ -3862,6 +4044,20 @@ class HypercornWorkers:
             return
         self.deaths.replaced(pid, exitcode, age, self.start_worker().pid)
 
+    def recycle(self, recycler: Recycler) -> None:
+        """WORKER_MAX_MEMORY and WORKER_LIFETIME: the successor starts, then the worker due stops gracefully."""
+        import time
+
+        serving = {worker.process.pid: worker for worker in self.workers.values() if not worker.stopped_on_purpose}
+        if len(serving) < len(self.workers):
+            return  # one at a time: the last one replaced is still draining
+        due = recycler.due({pid: worker.started for pid, worker in serving.items()}, time.monotonic())
+        if due:
+            pid, why = due
+            successor = self.start_worker()
+            serving[pid].stop()
+            self.logger.info("worker %s replaced: %s; worker %s takes its place", pid, why, successor.pid)
+
     def stop(self, *_: Any) -> None:
         self.stopping = True
         self.wake()
@@ -3890,10 +4086,19 @@ def _keep_uvicorn_workers() -> None:
     startup_failure = importlib.import_module("uvicorn.config").STARTUP_FAILURE
     logger = __import__("logging").getLogger("uvicorn.error")
     start, run = worker.start, supervisor.run
+    recycler = Recycler.from_environment()
+    draining: list[Any] = []  # workers replaced by the recycler, finishing their requests
 
     def start_stamped(self: Any) -> None:
         self.started_at = time.monotonic()
         start(self)
+
+    spawn = module.get_subprocess
+
+    def get_subprocess(config: Any, target: Any, sockets: Any) -> Any:
+        import functools
+
+        return spawn(config, functools.partial(run_uvicorn_worker, target), sockets)
 
     def keep_subprocess_alive(self: Any) -> None:
         if self.should_exit.is_set():
@@ -3932,13 +4137,35 @@ def _keep_uvicorn_workers() -> None:
             replacement.start()
             self.processes[index] = replacement
             deaths.replaced(process.pid, process.exitcode, age, replacement.pid)
+        for old in [old for old in draining if not old.process.is_alive()]:
+            old.join()
+            draining.remove(old)
+        if recycler and not draining:
+            recycle(self, recycler)
+
+    def recycle(self: Any, recycler: Recycler) -> None:
+        """WORKER_MAX_MEMORY and WORKER_LIFETIME: the successor starts, then the worker due stops gracefully."""
+        now = time.monotonic()
+        due = recycler.due({process.pid: getattr(process, "started_at", now) for process in self.processes}, now)
+        if due:
+            pid, why = due
+            index = next(index for index, process in enumerate(self.processes) if process.pid == pid)
+            successor = worker(self.config, self.sockets)
+            successor.start()
+            old, self.processes[index] = self.processes[index], successor
+            old.terminate()
+            draining.append(old)
+            logger.info("worker %s replaced: %s; worker %s takes its place", pid, why, successor.pid)
 
     def run_to_status(self: Any) -> None:
         run(self)
+        for old in draining:  # told to stop already: let them finish
+            old.join()
         if getattr(self, "asgi_start_status", 0):
             raise SystemExit(self.asgi_start_status)
 
     worker.start = start_stamped
+    module.get_subprocess = get_subprocess  # the name Process.__init__ looks up
     supervisor.keep_subprocess_alive = keep_subprocess_alive
     supervisor.run = run_to_status
 

@@ -3,6 +3,7 @@ The keeper at work, under real servers, is in tests/e2e/test_reliability.py."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -97,3 +98,102 @@ def test_the_keeper_module_stands_alone(tmp_path):
         [str(ruff), "check", "--no-cache", "--select", "F821,F401,F811", str(written)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout
+
+
+# --- WORKER_MAX_MEMORY and WORKER_LIFETIME -----------------------------------
+
+
+def test_each_worker_lives_its_lifetime_plus_its_own_jitter():
+    recycler = start.Recycler(None, 100)
+    workers = {1: 0.0, 2: 0.0, 3: 0.0}
+    assert recycler.due(workers, 99.9) is None
+    deadlines = dict(recycler.deadlines)
+    assert all(100 <= deadline <= 100 * (1 + start.LIFETIME_JITTER) for deadline in deadlines.values())
+    assert len(set(deadlines.values())) == 3  # apart, so that workers started together leave apart
+    first = min(deadlines, key=deadlines.__getitem__)
+    pid, why = recycler.due(workers, deadlines[first])
+    assert pid == first and why.startswith(f"{deadlines[first]:.0f} s old, past WORKER_LIFETIME 100 s (+")
+    assert recycler.deadlines == deadlines  # drawn once per worker
+
+
+def test_memory_counts_consecutive_checks_ten_seconds_apart(tmp_path):
+    """This process stands in for a worker: its real RSS is above 1 MiB and below 1 TiB."""
+    me = start.os.getpid()
+    recycler = start.Recycler(1 << 20, None)
+    start_at = recycler.next_check - start.MEMORY_CHECK_SECONDS
+    workers = {me: start_at - 60}
+    times = [start_at + start.MEMORY_CHECK_SECONDS * n for n in (1, 1.5, 2, 3)]
+    assert [recycler.due(workers, now) for now in times[:3]] == [None, None, None]  # 1.5: not a check
+    pid, why = recycler.due(workers, times[3])
+    assert pid == me and why.endswith(
+        f"above WORKER_MAX_MEMORY 1 MiB for 3 checks {start.MEMORY_CHECK_SECONDS} s apart"
+    )
+    roomy = start.Recycler(1 << 40, None)
+    assert all(roomy.due(workers, roomy.next_check + n * start.MEMORY_CHECK_SECONDS) is None for n in range(5))
+
+
+def test_a_check_below_the_size_starts_the_count_again():
+    me = start.os.getpid()
+    recycler = start.Recycler(1 << 20, None)
+    now = recycler.next_check
+    workers = {me: now - 60}
+    recycler.due(workers, now)
+    recycler.due(workers, now + 10)
+    recycler.max_memory = 1 << 40  # one check below it
+    assert recycler.due(workers, now + 20) is None and recycler.above[me] == 0
+    recycler.max_memory = 1 << 20
+    assert recycler.due(workers, now + 30) is None and recycler.above[me] == 1
+
+
+def test_no_replacement_while_a_worker_settles_in_and_gone_workers_are_forgotten():
+    recycler = start.Recycler(None, 60)
+    assert recycler.due({1: 0.0, 2: 100.0}, 102.0) is None  # worker 2 started 2 s ago
+    assert recycler.due({1: 0.0, 2: 100.0}, 100.0 + start.SETTLE_SECONDS)[0] == 1
+    assert recycler.due({2: 100.0}, 106.0) is None and 1 not in recycler.deadlines
+
+
+def facts_for(app_dir: Path) -> start.Facts:
+    return start.Facts(
+        app_dir=str(app_dir),
+        start_dir=str(app_dir / "none"),
+        cpus=start.CpuCount(2, "CPU affinity"),
+        installed=lambda name: True,
+        search_path=start.module_search_path(str(app_dir)),
+        dev_shm=False,
+        version=lambda name: {"gunicorn": (27, 0, 1), "granian": (2, 8, 7)}.get(name, (0,)),
+    )
+
+
+def test_the_settings_reach_the_keeper_or_granians_flags(tmp_path):
+    (tmp_path / "main.py").write_text("app = None\n")
+    facts = facts_for(tmp_path)
+    env = {"WORKER_MAX_MEMORY": "300M", "WORKER_LIFETIME": "3600"}
+    for server in ("gunicorn", "uvicorn", "hypercorn"):
+        plan = start.plan_launch(start.parse_settings({**env, "SERVER": server}), facts)
+        assert json.loads(plan.env[start.RECYCLE_VARIABLE]) == {"lifetime": 3600, "max_memory": 300 << 20}
+    plan = start.plan_launch(start.parse_settings({**env, "SERVER": "granian"}), facts)
+    assert start.RECYCLE_VARIABLE not in plan.env
+    flags = " ".join(plan.argv)
+    assert "--workers-max-rss 300" in flags and "--workers-lifetime 3600" in flags
+    assert "--rss-samples 3 --rss-sample-interval 10" in flags
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"WORKER_LIFETIME": "59"}, "WORKER_LIFETIME='59' is not valid; expected a whole number from 60 to"),
+        ({"WORKER_MAX_MEMORY": "lots"}, "WORKER_MAX_MEMORY='lots' is not valid; expected a size such as 256M"),
+        ({"WORKER_LIFETIME": "600", "WITH_RELOAD": "true"}, "WORKER_LIFETIME does not work with WITH_RELOAD=true"),
+        (
+            {"WORKER_MAX_MEMORY": "1G", "SERVER": "uvicorn", "WEB_CONCURRENCY": "1"},
+            "WORKER_MAX_MEMORY under SERVER=uvicorn needs 2 workers or more",
+        ),
+    ],
+)
+def test_bad_recycling_settings_are_one_line_each(tmp_path, env, problem):
+    (tmp_path / "main.py").write_text("app = None\n")
+    problems: list[str] = []
+    settings = start.parse_settings(env, problems)
+    if not problems:
+        start.plan_launch(settings, facts_for(tmp_path), problems=problems)
+    assert [line for line in problems if problem in line] == problems[:1] and len(problems) == 1, problems

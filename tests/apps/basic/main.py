@@ -1,7 +1,7 @@
 """The raw ASGI app every end-to-end test serves. It never configures logging itself.
 
 `/` hello · `/pid` the worker's PID · `/slow?seconds=N` the worker's PID after N seconds (default 1)
-· `/boom` a 500 · `/log` logs a line at INFO · `/raise` logs an exception, then raises one · anything else: hello
+· `/grow?mb=N` holds N MiB more (resident), answers the worker's PID · `/boom` a 500 · `/log` logs a line at INFO · `/raise` logs an exception, then raises one · anything else: hello
 """
 
 import asyncio
@@ -10,6 +10,7 @@ import os
 from urllib.parse import parse_qs
 
 logger = logging.getLogger(__name__)
+held: list[bytes] = []  # what /grow holds on to
 
 
 async def app(scope, receive, send):
@@ -29,6 +30,9 @@ async def app(scope, receive, send):
         body = str(os.getpid()).encode()
     elif path == "/slow":
         await asyncio.sleep(float(parse_qs(scope["query_string"].decode()).get("seconds", ["1"])[0]))
+        body = str(os.getpid()).encode()
+    elif path == "/grow":
+        held.append(b"x" * (int(parse_qs(scope["query_string"].decode()).get("mb", ["1"])[0]) << 20))
         body = str(os.getpid()).encode()
     elif path == "/boom":
         status, body = 500, b"boom"
