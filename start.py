@@ -3864,14 +3864,16 @@ def how_it_ended(exitcode: int | None) -> str:
 
 class WorkerDeaths:
     """The one rule for a worker that ended on its own: a death is replaced and logged in one line,
-    unless it completes a crash loop. An exit with status 0 (MAX_REQUESTS) is a recycling, not a death."""
+    unless it completes a crash loop. With MAX_REQUESTS, an exit with status 0 is a recycling, not a
+    death; without, it is one (Uvicorn before 0.40 exits 0 when its app's startup fails)."""
 
-    def __init__(self, logger: Any) -> None:
+    def __init__(self, logger: Any, recycles_by_count: bool = False) -> None:
         self.logger = logger
+        self.recycles_by_count = recycles_by_count
         self.young_in_a_row = 0
 
     def ends_the_server(self, pid: int | None, exitcode: int | None, age: float) -> bool:
-        if exitcode == 0:
+        if exitcode == 0 and self.recycles_by_count:
             return False
         self.young_in_a_row = self.young_in_a_row + 1 if age < YOUNG_DEATH_SECONDS else 0
         if self.young_in_a_row < YOUNG_DEATHS_TO_STOP:
@@ -3953,7 +3955,7 @@ class HypercornWorkers:
         self.logger = config.logger_class(config).error_logger or importlib.import_module("logging").getLogger(
             "hypercorn.error"
         )
-        self.deaths = WorkerDeaths(self.logger)
+        self.deaths = WorkerDeaths(self.logger, config.max_requests is not None)
         self.recycler = Recycler.from_environment()
         self.workers: dict[Any, HypercornWorker] = {}  # by the process's sentinel
         self.wake_up, self.waker = os.pipe()
@@ -4017,7 +4019,7 @@ class HypercornWorkers:
             target=self.worker_function,
             kwargs={"config": self.config, "shutdown_event": shutdown, "sockets": self.sockets},
         )
-        process.daemon = self.config.daemon
+        process.daemon = getattr(self.config, "daemon", False)  # Hypercorn 0.17 has none
         # Spawned with SIGINT ignored, as Hypercorn's workers are: an ignored signal survives the exec
         handler = self.signals.signal(self.signals.SIGINT, self.signals.SIG_IGN)
         try:
@@ -4083,7 +4085,8 @@ def _keep_uvicorn_workers() -> None:
     supervisor, worker = module.Multiprocess, module.Process
     if not hasattr(supervisor, "keep_subprocess_alive"):  # an older Uvicorn replaces no worker
         return
-    startup_failure = importlib.import_module("uvicorn.config").STARTUP_FAILURE
+    # a worker's exit status when its app's startup failed (in uvicorn.main before 0.40)
+    startup_failure = getattr(importlib.import_module("uvicorn.config"), "STARTUP_FAILURE", 3)
     logger = __import__("logging").getLogger("uvicorn.error")
     start, run = worker.start, supervisor.run
     recycler = Recycler.from_environment()
@@ -4095,6 +4098,14 @@ def _keep_uvicorn_workers() -> None:
 
     spawn = module.get_subprocess
 
+    def new_worker(self: Any) -> Any:
+        # Uvicorn before 0.40 (Python 3.9's) gives each worker the supervisor's target
+        return (
+            worker(self.config, self.target, self.sockets)
+            if hasattr(self, "target")
+            else worker(self.config, self.sockets)
+        )
+
     def get_subprocess(config: Any, target: Any, sockets: Any) -> Any:
         import functools
 
@@ -4103,7 +4114,9 @@ def _keep_uvicorn_workers() -> None:
     def keep_subprocess_alive(self: Any) -> None:
         if self.should_exit.is_set():
             return
-        deaths = self.__dict__.setdefault("asgi_start_deaths", WorkerDeaths(logger))
+        deaths = self.__dict__.get("asgi_start_deaths")
+        if deaths is None:
+            deaths = self.asgi_start_deaths = WorkerDeaths(logger, self.config.limit_max_requests is not None)
         for index, process in enumerate(self.processes):
             if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
@@ -4119,7 +4132,7 @@ def _keep_uvicorn_workers() -> None:
                     process.pid,
                     self.config.timeout_worker_healthcheck,
                 )
-            if process.exitcode == startup_failure:
+            if process.process.exitcode == startup_failure:
                 # its app's startup failed: every replacement would fail the same way (as Uvicorn judges)
                 logger.error(
                     "worker %s failed to start its app: stopping the server, exit status %d",
@@ -4129,14 +4142,14 @@ def _keep_uvicorn_workers() -> None:
                 self.asgi_start_status = STOPPED_BY_DEAD_WORKERS
                 self.should_exit.set()
                 return
-            if deaths.ends_the_server(process.pid, process.exitcode, age):
+            if deaths.ends_the_server(process.pid, process.process.exitcode, age):
                 self.asgi_start_status = STOPPED_BY_DEAD_WORKERS
                 self.should_exit.set()
                 return
-            replacement = worker(self.config, self.sockets)
+            replacement = new_worker(self)
             replacement.start()
             self.processes[index] = replacement
-            deaths.replaced(process.pid, process.exitcode, age, replacement.pid)
+            deaths.replaced(process.pid, process.process.exitcode, age, replacement.pid)
         for old in [old for old in draining if not old.process.is_alive()]:
             old.join()
             draining.remove(old)
@@ -4150,7 +4163,7 @@ def _keep_uvicorn_workers() -> None:
         if due:
             pid, why = due
             index = next(index for index, process in enumerate(self.processes) if process.pid == pid)
-            successor = worker(self.config, self.sockets)
+            successor = new_worker(self)
             successor.start()
             old, self.processes[index] = self.processes[index], successor
             old.terminate()

@@ -70,9 +70,10 @@ def test_a_worker_that_lived_long_enough_resets_the_count():
     assert keeper.ends_the_server(4, 1, young)
 
 
-def test_a_worker_that_exits_0_is_recycled_not_dead():
+def test_with_max_requests_a_worker_that_exits_0_is_recycled_not_dead():
     """MAX_REQUESTS: Hypercorn's and Uvicorn's workers exit 0 when they have served their share."""
     keeper, logged = deaths()
+    keeper.recycles_by_count = True
     assert not any(keeper.ends_the_server(n, 0, 0.1) for n in range(3 * start.YOUNG_DEATHS_TO_STOP))
     keeper.replaced(7, 0, 3.25, 8)
     keeper.replaced(9, -9, 12.0, 10)
@@ -80,6 +81,12 @@ def test_a_worker_that_exits_0_is_recycled_not_dead():
         "INFO worker 7 exited with status 0 after 3.2 s; worker 8 replaces it",
         "ERROR worker 9 was killed by SIGKILL (out of memory?) after 12.0 s; worker 10 replaces it",
     ]
+
+
+def test_without_max_requests_an_exit_0_is_a_death():
+    """Uvicorn before 0.40 exits 0 when its app's startup fails: that loop ends too."""
+    keeper, _ = deaths()
+    assert [keeper.ends_the_server(n, 0, 0.5) for n in range(start.YOUNG_DEATHS_TO_STOP)][-1] is True
 
 
 def test_the_keeper_module_stands_alone(tmp_path):
