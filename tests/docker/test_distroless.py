@@ -25,8 +25,8 @@ DISTROLESS_STANDIN = "asgi-start-standin:distroless-trixie"
 
 # Debian trixie's python3 as distroless lays it out: the interpreter, its standard library (no
 # dist-packages: no pip), the libraries that `ldd` lists for it and for its extension modules, and
-# libgcc_s and libstdc++, which distroless/cc (the python3 image's base) has for compiled extensions
-# (Granian's, a Rust one, needs libgcc_s).
+# all of glibc, libgcc_s and libstdc++, which distroless/cc (the python3 image's base) has for compiled
+# extensions (Granian's, a Rust one, needs libgcc_s and librt).
 STANDIN_DOCKERFILE = r"""
 FROM {trixie} AS rootfs
 RUN set -eu; out=/distroless; \
@@ -41,8 +41,8 @@ RUN set -eu; out=/distroless; \
         cp -a --parents "$dir/$(basename "$lib")" "$out/"; \
         cp -a --parents "$(readlink -f "$lib")" "$out/"; \
     done < /tmp/libs; \
-    for lib in /usr/lib/*/libgcc_s.so.1 /usr/lib/*/libstdc++.so.6; do \
-        cp -a --parents "$lib" "$(readlink -f "$lib")" "$out/"; \
+    dpkg -L libc6 libgcc-s1 libstdc++6 | grep -E '/lib[^/]*\.so' | while read -r lib; do \
+        if [ -e "$lib" ]; then cp -a --parents "$lib" "$out/"; fi; \
     done; \
     printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$out/etc/passwd"; \
     printf 'root:x:0:\nnonroot:x:65532:\n' > "$out/etc/group"
