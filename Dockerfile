@@ -9,9 +9,12 @@
 #   PYTHON_VERSION  3.11 ... 3.14 (default: the newest stable CPython)
 #   VARIANT         slim (Debian) or alpine (musl)
 #   BASE_IMAGE      the base image itself; default python:${PYTHON_VERSION}-${VARIANT}.
-#                   Any image with `python` (3.11+, with venv and ensurepip) on PATH works.
+#                   Any image with `python3` (3.11+, with venv and ensurepip) on PATH works.
+#                   The published images pin it by digest (.github/base-images.Dockerfile).
+#   DISTROLESS_IMAGE  the distroless target's base (its builder is BASE_IMAGE=debian:trixie-slim)
 #
-# Targets: base (the four servers), fastapi (base + FastAPI), starlette (base + Starlette).
+# Targets: base (the four servers), fastapi (base + FastAPI), starlette (base + Starlette),
+# distroless (base's servers on a distroless Python: no shell, no pip).
 # Granian comes as granian[reload] (watchfiles, for WITH_RELOAD under SERVER=granian);
 # Hypercorn as hypercorn[h3,trio]: aioquic (with cryptography) for QUIC_BIND (HTTP/3) and
 # trio for WORKER_CLASS=trio, as hypercorn-docker's images had them; uvicorn[standard]
@@ -26,6 +29,7 @@
 ARG PYTHON_VERSION=3.14
 ARG VARIANT=slim
 ARG BASE_IMAGE=python:${PYTHON_VERSION}-${VARIANT}
+ARG DISTROLESS_IMAGE=gcr.io/distroless/python3-debian13:nonroot
 
 
 # ---------------------------------------------------------------------------
@@ -37,10 +41,18 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# `python` as found on PATH: /usr/local/bin/python in the official images,
-# /usr/bin/python elsewhere. The venv remembers it, so the runtime stage must
-# be the same base image (it is).
-RUN python -m venv /opt/venv
+# `python3` as found on PATH: /usr/local/bin/python3 in the official images,
+# /usr/bin/python3 in Debian's. The venv remembers it, so the runtime stage must
+# have the same interpreter at the same path: the same base image (slim, alpine),
+# or for `distroless` a distroless image of the same Debian release, whose
+# python3 is Debian's package. A base without Python (debian:trixie-slim, the
+# distroless variant's builder) gets Debian's python3-venv here, in the builder only.
+# hadolint ignore=DL3008  # Debian's python3 is pinned by the base image's digest; the package follows its release
+RUN if ! command -v python3 >/dev/null 2>&1; then \
+        apt-get update && apt-get install -y --no-install-recommends python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && python3 -m venv /opt/venv
 
 # Wheels only. Alpine (musl) has musllinux wheels of every pinned package; if
 # one is ever missing, install.sh adds the compilers (apk) to this stage only
@@ -58,6 +70,10 @@ RUN sh /tmp/requirements/install.sh /tmp/requirements/fastapi.txt
 FROM venv-base AS venv-starlette
 COPY requirements/starlette.txt /tmp/requirements/starlette.txt
 RUN sh /tmp/requirements/install.sh /tmp/requirements/starlette.txt
+
+# The distroless variant's venv: the servers, and no pip.
+FROM venv-base AS venv-base-without-pip
+RUN /opt/venv/bin/python -m pip uninstall -q -y pip
 
 
 # ---------------------------------------------------------------------------
@@ -114,13 +130,13 @@ CMD ["python", "/start.pyc"]
 
 # The launcher, copied verbatim (the modes are set, so that a checkout with a
 # strict umask still gives readable files), and compiled: start.py to
-# /start.pyc with a checked source hash (see CMD), the config files to their
-# __pycache__, because PYTHONDONTWRITEBYTECODE keeps the server (not root, and
-# told not to) from caching them. Needs BuildKit for --chmod (the default
-# builder since Docker 23; DOCKER_BUILDKIT=1 before).
+# /start.pyc beside it (-b) with a checked source hash (see CMD), the config
+# files to their __pycache__, because PYTHONDONTWRITEBYTECODE keeps the server
+# (not root, and told not to) from caching them. Needs BuildKit for --chmod
+# (the default builder since Docker 23; DOCKER_BUILDKIT=1 before).
 COPY --chmod=0755 start.py /
 COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
-RUN python -c "import py_compile as c; c.compile('/start.py', cfile='/start.pyc', doraise=True, invalidation_mode=c.PycInvalidationMode.CHECKED_HASH)" \
+RUN python -m compileall -q -b --invalidation-mode checked-hash /start.py \
     && python -m compileall -q /gunicorn_conf.py /hypercorn_conf.py
 USER 10001:10001
 
@@ -131,6 +147,41 @@ COPY --from=venv-fastapi /opt/venv /opt/venv
 
 FROM runtime AS starlette
 COPY --from=venv-starlette /opt/venv /opt/venv
+
+
+# ---------------------------------------------------------------------------
+# distroless: no shell, no pip, no package manager; Debian's own python3.
+# Built with BASE_IMAGE=debian:trixie-slim (the builder, above) and
+# DISTROLESS_IMAGE=gcr.io/distroless/python3-debian13:nonroot (trixie's Python 3.13):
+#
+#   docker build --target distroless --build-arg BASE_IMAGE=debian:trixie-slim -t asgi-start:3.13-distroless-trixie .
+# ---------------------------------------------------------------------------
+FROM ${DISTROLESS_IMAGE} AS distroless
+ARG DISTROLESS_IMAGE
+LABEL org.opencontainers.image.title="asgi-start" \
+      org.opencontainers.image.description="ASGI app server image without a shell: Gunicorn+Uvicorn workers, Uvicorn, Hypercorn or Granian, configured by environment variables (start.py)" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${DISTROLESS_IMAGE}"
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+EXPOSE 80
+# exec form only: there is no shell to run anything else
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "/start.pyc", "--healthcheck"]
+CMD ["python3", "/start.pyc"]
+COPY --chmod=0755 start.py /
+COPY --chmod=0644 gunicorn_conf.py hypercorn_conf.py /
+COPY --from=venv-base-without-pip /opt/venv /opt/venv
+# compiled as in the other images, by the image's own python3, in exec form (no shell)
+USER 0:0
+RUN ["python3", "-m", "compileall", "-q", "-b", "--invalidation-mode", "checked-hash", "/start.py"]
+# hadolint ignore=DL3059  # two commands: exec form has no `&&`, and only start.py goes beside itself (-b)
+RUN ["python3", "-m", "compileall", "-q", "/gunicorn_conf.py", "/hypercorn_conf.py"]
+USER 10001:10001
 
 # last, so that it is the default target
 FROM runtime AS base

@@ -90,5 +90,5 @@ def test_the_version_is_written_once_in_start_py():
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "start.__version__"}
+    assert project["tool"]["hatch"]["version"] == {"path": "start.py"}  # hatchling reads __version__ = "..."
     assert re.fullmatch(r"\d+\.\d+\.\d+", start.__version__)
