@@ -3931,10 +3931,11 @@ class HypercornWorkers:
 
     The rest is Hypercorn's: spawned workers that ignore SIGINT, SIGTERM and
     SIGINT stopping them gracefully through their shutdown events, SIGHUP and
-    the reloader replacing them (each new worker starts once the old one has
-    ended, so that no connection reaches an old worker after the new code
-    serves). Signal handlers only set a flag and wake the loop through a pipe:
-    a multiprocessing Event's lock is not safe to take in a handler.
+    the reloader replacing them (on SIGHUP each successor starts first; for
+    the reloader once the old worker has ended, so that no connection reaches
+    old code after the new serves). Signal handlers only set a flag and wake
+    the loop through a pipe: a multiprocessing Event's lock is not safe to
+    take in a handler.
     """
 
     def __init__(self, config: Any) -> None:
@@ -3990,12 +3991,14 @@ class HypercornWorkers:
                 else:
                     self.ended(ready)
             if files and not self.stopping and self.utils.check_for_updates(files):
-                self.restarting = True
                 files = self.utils.files_to_watch()  # as Hypercorn's loop does after each reload
+                for worker in self.workers.values():
+                    worker.stop(replace=True)  # no old code serves once a new worker does
             if self.restarting and not self.stopping:
                 self.restarting = False
-                for worker in self.workers.values():
-                    worker.stop(replace=True)
+                for worker in list(self.workers.values()):
+                    self.start_worker()  # SIGHUP: each successor first, so that none of the capacity goes
+                    worker.stop()
             if self.recycler and not self.stopping:
                 self.recycle(self.recycler)
             if self.stopping:
