@@ -19,12 +19,10 @@ TABLES = {
 
 
 def migration_tables() -> dict[str, list[str]]:
-    """The rows of each table under the README's migration section, by the image it is for."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Migrating from") :]
-    section = section[: section.index("\n## ", 1)]
+    """The rows of each table of the migration page (docs/migrating.md), by the image it is for."""
+    section = (REPO / "docs" / "migrating.md").read_text()
     tables: dict[str, list[str]] = {}
-    for heading, body in re.findall(r"^#### (.+?)\n(.*?)(?=^#### |\Z)", section, re.M | re.S):
+    for heading, body in re.findall(r"^### (.+?)\n(.*?)(?=^### |^## |\Z)", section, re.M | re.S):
         rows = [line for line in body.splitlines() if line.startswith("| `")]
         tables[heading.split(" (")[0].strip()] = rows
     return tables

@@ -18,15 +18,15 @@ import start
 
 
 def readme_table(marker: str = "env-table") -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "variables.md").read_text()
     match = re.search(rf"<!-- {marker}:start -->\n(.*?)<!-- {marker}:end -->", text, re.S)
-    assert match, f"README.md lacks the {marker} markers"
+    assert match, f"docs/variables.md lacks the {marker} markers"
     return match.group(1)
 
 
 def test_readme_table_is_generated_from_the_code_table():
-    assert readme_table() == start.markdown_table(), "regenerate: python scripts/sync_readme_table.py"
-    assert readme_table("server-table") == start.server_table(), "regenerate: python scripts/sync_readme_table.py"
+    assert readme_table() == start.markdown_table(), "regenerate: python scripts/sync_tables.py"
+    assert readme_table("server-table") == start.server_table(), "regenerate: python scripts/sync_tables.py"
 
 
 @pytest.mark.parametrize("name", ["contract.md", "contract-next.md"])

@@ -1,4 +1,4 @@
-"""Regenerate the README's generated tables from start.py's VARIABLES (a test checks they agree).
+"""Regenerate the generated tables of docs/variables.md from start.py's VARIABLES (a test checks they agree).
 
 <!-- env-table:... --> holds every variable; <!-- server-table:... --> what each
 one-to-one variable becomes under each server.
@@ -15,7 +15,7 @@ import start  # noqa: E402
 
 TABLES = {"env-table": start.markdown_table, "server-table": start.server_table}
 
-readme = REPO / "README.md"
+readme = REPO / "docs" / "variables.md"
 text = updated = readme.read_text()
 for marker, generate in TABLES.items():
     updated = re.sub(
@@ -25,4 +25,4 @@ for marker, generate in TABLES.items():
         flags=re.S,
     )
 readme.write_text(updated)
-print("README.md tables", "updated" if updated != text else "already in sync")
+print("docs/variables.md tables", "updated" if updated != text else "already in sync")
