@@ -33,6 +33,7 @@ SAMPLE_BY_PARSER = {
     start.parse_root_path: "/api",
     start.parse_forwarded_allow_ips: "10.0.0.1",
     start.parse_bool: "true",  # a switch: a bare flag, True in a config file
+    start.parse_http2: "off",
 }
 # Where the parser's sample is not a valid value of the variable.
 SAMPLE_BY_NAME = {"WORKER_CLASS": "asyncio"}
