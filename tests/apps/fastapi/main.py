@@ -3,7 +3,8 @@
 `/scope` what the request's scope says (root_path, client, scheme, path, HTTP
 version) and the URL FastAPI builds for a route, which carries root_path ·
 `/go` a redirect to `/scope` built with `url_for` · `POST /echo` the request
-body sent back · `/sleep?seconds=S` answers after S seconds ·
+body sent back · `/sleep?seconds=S` answers after S seconds
+(`/sleeping`: how many are in it) ·
 `/barrier?n=N` answers once N requests are inside this endpoint of this worker
 at once (or after 10 s, with `met` false): only requests served concurrently
 can all meet · WebSocket `/ws` sends its scope, then echoes every message ·
@@ -32,6 +33,7 @@ def describe(request: Request) -> dict:
 def create_app() -> FastAPI:
     api = FastAPI()
     inside: list[asyncio.Future] = []  # the requests waiting at the barrier
+    sleeping: list[float] = []  # the requests in /sleep
 
     @api.get("/scope")
     def scope(request: Request) -> dict:
@@ -49,8 +51,16 @@ def create_app() -> FastAPI:
 
     @api.get("/sleep")
     async def sleep(request: Request, seconds: float = 1.0) -> dict:
-        await asyncio.sleep(seconds)
+        sleeping.append(seconds)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            sleeping.remove(seconds)
         return {**describe(request), "slept": seconds}
+
+    @api.get("/sleeping")
+    def count_sleeping() -> int:
+        return len(sleeping)
 
     @api.get("/barrier")
     async def barrier(request: Request, n: int) -> dict:
