@@ -32,8 +32,8 @@ PROXIES = ("nginx", "haproxy", "caddy")
 CLIENT = "127.0.0.2"  # where the test client speaks from (all of 127/8 is this machine)
 PREFIX = "/api"
 BIG_MIB = 20
-KEEP_ALIVE = "2"  # the servers' idle keep-alive in the race test (seconds)
-PROXY_IDLE = "1s"  # the proxies' upstream idle timeout the README gives for it: below KEEP_ALIVE
+RACE_KEEP_ALIVE = "2"  # the server's idle keep-alive in the race test (seconds)
+RACE_PROXY_IDLE = "500ms"  # the proxies' upstream idle timeout, as the README says: below KEEP_ALIVE
 
 
 def missing_tools() -> str | None:
@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(missing_tools() is not None, r
 # --------------------------------------------------------------------------
 # the proxies' configurations
 # --------------------------------------------------------------------------
-def nginx_config(work: Path, port: int, upstream: int, stock: bool) -> list[str]:
+def nginx_config(work: Path, port: int, upstream: int, idle: str | None) -> list[str]:
     proxied = """
             proxy_pass http://{up}/;
             proxy_http_version 1.1;
@@ -57,7 +57,7 @@ def nginx_config(work: Path, port: int, upstream: int, stock: bool) -> list[str]
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_read_timeout 60s;"""
-    idle = "" if stock else f"keepalive_timeout {PROXY_IDLE};"
+    idle_timeout = f"keepalive_timeout {idle};" if idle else ""
     temp = " ".join(f"{kind}_temp_path {work}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     text = f"""
 daemon off;
@@ -70,8 +70,8 @@ http {{
     {temp}
     client_max_body_size 64m;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-    upstream app {{ server 127.0.0.1:{upstream}; keepalive 16; {idle} }}
-    upstream ext {{ server [::1]:{upstream}; keepalive 16; {idle} }}
+    upstream app {{ server 127.0.0.1:{upstream}; keepalive 16; {idle_timeout} }}
+    upstream ext {{ server [::1]:{upstream}; keepalive 16; {idle_timeout} }}
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {work}/cert.pem;
@@ -85,12 +85,12 @@ http {{
     return ["nginx", "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")]
 
 
-def haproxy_config(work: Path, port: int, upstream: int, stock: bool) -> list[str]:
+def haproxy_config(work: Path, port: int, upstream: int, idle: str | None) -> list[str]:
     (work / "both.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
     # HAProxy has no upstream idle timeout of its own: it closes half of its idle server connections every
-    # pool-purge-delay (5 s), so one can outlive the server's KEEP_ALIVE; the README's setting retries a
-    # request that met a connection the server had closed (it never reached the app).
-    retry = "" if stock else "retry-on conn-failure empty-response\n    retries 2\n    option redispatch"
+    # pool-purge-delay (5 s), so one can outlive the server's KEEP_ALIVE; the README's setting closes the
+    # server connection after each response.
+    server_close = "option http-server-close" if idle else ""
     text = f"""
 global
     maxconn 512
@@ -101,7 +101,7 @@ defaults
     timeout server 60s
     timeout tunnel 60s
     option forwardfor
-    {retry}
+    {server_close}
 frontend front
     bind 127.0.0.1:{port} ssl crt {work}/both.pem alpn http/1.1
     http-request set-header X-Forwarded-Proto https
@@ -122,8 +122,8 @@ backend h2
     return ["haproxy", "-db", "-f", str(work / "haproxy.cfg")]
 
 
-def caddy_config(work: Path, port: int, upstream: int, stock: bool) -> list[str]:
-    transport = "" if stock else f"transport http {{\n            keepalive {PROXY_IDLE}\n        }}"
+def caddy_config(work: Path, port: int, upstream: int, idle: str | None) -> list[str]:
+    transport = f"transport http {{\n            keepalive {idle}\n        }}" if idle else ""
     text = f"""
 {{
     admin off
@@ -153,15 +153,17 @@ CONFIGS = {"nginx": nginx_config, "haproxy": haproxy_config, "caddy": caddy_conf
 
 
 class Proxy:
-    """A proxy run in the foreground, in its own session, by PID; `port` is its TLS listener."""
+    """A proxy run in the foreground, in its own session, by PID; `port` is its TLS listener. `idle`: the
+    upstream idle timeout the README gives against the keep-alive race (HAProxy, which has none: its
+    `option http-server-close`); None: the proxy's stock settings."""
 
-    def __init__(self, name: str, work: Path, upstream: int, stock: bool = False) -> None:
+    def __init__(self, name: str, work: Path, upstream: int, idle: str | None = None) -> None:
         self.name = name
         self.port = reserve_port()
         work.mkdir(parents=True, exist_ok=True)
         shutil.copy(CERTIFICATE[0], work / "cert.pem")
         shutil.copy(CERTIFICATE[1], work / "key.pem")
-        command = CONFIGS[name](work, self.port, upstream, stock)
+        command = CONFIGS[name](work, self.port, upstream, idle)
         self.log = open(work / "proxy.log", "w+")  # noqa: SIM115 -- closed in stop()
         env = clean_env(XDG_DATA_HOME=str(work / "data"), XDG_CONFIG_HOME=str(work / "config"), HOME=str(work))
         self.process = subprocess.Popen(
@@ -185,7 +187,8 @@ class Proxy:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
 
 CERTIFICATE: list[Path] = []
@@ -351,3 +354,66 @@ def test_a_graceful_stop_finishes_the_requests_in_flight_behind_the_proxies(tmp_
         for proxy in proxies:
             proxy.stop()
         server.kill_all()
+
+
+# --------------------------------------------------------------------------
+# the keep-alive race: a proxy reusing an idle upstream connection just as the server closes it
+# --------------------------------------------------------------------------
+ESTABLISHED = "01"  # a connection's state in /proc/net/tcp
+
+
+def open_connections(port: int) -> int:
+    """The server's open connections on `port` (its side of them: the local port is the server's)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            count += fields[3] == ESTABLISHED and int(fields[1].rsplit(":", 1)[1], 16) == port
+    return count
+
+
+def burst(proxy: Proxy, count: int) -> list[int]:
+    """`count` POSTs at once through the proxy (so that it opens several upstream connections): statuses."""
+
+    def post(index: int) -> int:
+        try:
+            return call(proxy, "POST", "/api/echo", f"burst {index}".encode(), timeout=15)[0]
+        except (OSError, http.client.HTTPException):
+            return 0
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(post, range(count)))
+
+
+@pytest.fixture(scope="module")
+def keep_alive_server(tmp_path_factory):
+    """Gunicorn with Uvicorn workers and KEEP_ALIVE=2, HTTP/1.1 only, for the keep-alive race."""
+    server = start_app(tmp_path_factory.mktemp("keep-alive"), "gunicorn", KEEP_ALIVE=RACE_KEEP_ALIVE, HTTP2="off")
+    yield server
+    server.kill_all()
+
+
+@pytest.mark.parametrize("proxy_name", PROXIES)
+def test_with_the_readmes_setting_no_idle_connection_reaches_the_servers_keep_alive(
+    keep_alive_server, tmp_path, proxy_name
+):
+    """The race needs an idle connection that the proxy still holds when the server's KEEP_ALIVE runs out
+    (2 s here): a request the proxy sends on it as the server closes it gets a 502. Half a second before
+    that moment, with each proxy's stock settings the proxy still holds its connections; with the setting
+    the README gives for that proxy it holds none (nginx and Caddy close them after 0.5 s idle; HAProxy,
+    which has no idle timeout of its own, with `option http-server-close` keeps none)."""
+    port = keep_alive_server.port
+    for idle in (None, RACE_PROXY_IDLE):  # stock, then the README's
+        proxy = Proxy(proxy_name, tmp_path / f"{proxy_name}-{idle or 'stock'}", port, idle=idle)
+        try:
+            assert wait_until(lambda: open_connections(port) == 0, 10)  # none left from before
+            assert burst(proxy, 4) == [200] * 4, proxy.output()
+            time.sleep(float(RACE_KEEP_ALIVE) - 0.5)
+            held = open_connections(port)
+            assert (held > 0) if idle is None else (held == 0), (idle, held)
+        finally:
+            proxy.stop()
