@@ -122,12 +122,16 @@ def h2_tls_server(request, tmp_path_factory):
 # HTTP2=on
 # --------------------------------------------------------------------------
 def test_h2c_by_prior_knowledge_beside_http1_on_the_same_port(h2c_server):
-    _, server = h2c_server
+    variant, server = h2c_server
     url = f"http://127.0.0.1:{server.port}/scope"
     version, seen = version_and_body(url, "--http2-prior-knowledge")
     assert (version, seen.get("http_version"), seen.get("scheme")) == ("2", "2", "http"), server.output()[-3000:]
     version, seen = version_and_body(url, "--http1.1")
     assert (version, seen.get("http_version")) == ("1.1", "1.1")
+    # an HTTP/1.1 request with `Upgrade: h2c`: taken by Gunicorn's own worker and Hypercorn, else answered in 1.1
+    version, seen = version_and_body(url, "--http2")
+    upgraded = variant in ("gunicorn-asgi", "hypercorn")
+    assert (version, seen.get("http_version")) == (("2", "2") if upgraded else ("1.1", "1.1"))
 
 
 def test_h2_over_tls_by_alpn_beside_http1(h2_tls_server):

@@ -346,7 +346,9 @@ def test_hypercorn_with_config_file(app_dir, tmp_path_factory):
         f"file:{start_dir}/hypercorn_conf.py",
         "asgi_start:proxied_app()",  # the app behind the launcher's proxy-headers wrapper
     ]
-    assert result.env["ASGI_START_APP"] == "main:app" and result.env["ASGI_START_FORWARDED_ALLOW_IPS"] == "127.0.0.1,::1"
+    assert (
+        result.env["ASGI_START_APP"] == "main:app" and result.env["ASGI_START_FORWARDED_ALLOW_IPS"] == "127.0.0.1,::1"
+    )
     assert result.worker_class == "asyncio"
 
 
