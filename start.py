@@ -71,6 +71,8 @@ PACKAGE_OF_MODULE = {
     "granian": "granian",
     "rloop": "rloop",
     "watchfiles": "'granian[reload]'",
+    "zttp": "zttp",
+    "h2": "'gunicorn[http2]'",
 }
 # Gunicorn hooks a setting asked for, said in a warning when no config file can carry them.
 HOOK_PURPOSE = {
@@ -255,6 +257,22 @@ def parse_server(raw: str) -> str:
     if server not in SERVERS:
         raise ValueError(f"one of {' '.join(SERVERS)}")
     return server
+
+
+def parse_http2(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError("on or off")
+    return value
+
+
+def granian_http(value: str) -> str:
+    """HTTP2 as Granian's --http: `auto` takes HTTP/2 over TLS (ALPN) and prior-knowledge h2c beside HTTP/1.1."""
+    return "auto" if value == "on" else "1"
+
+
+def hypercorn_alpn(value: str) -> list[str]:
+    return ["h2", "http/1.1"] if value == "on" else ["http/1.1"]
 
 
 def parse_text(raw: str) -> str:
@@ -624,9 +642,13 @@ VARIABLES = (
         to={"gunicorn": To("ciphers", "--ciphers"), "uvicorn": To(flag="--ssl-ciphers"), "hypercorn": To("ciphers", "--ciphers")}),
     Var("BACKLOG", parse_backlog, None, "pending-connection queue (Granian: at least 128)", LISTEN, shown="the server’s own (2048; 1024 under Granian); `100` under Hypercorn",
         to={"gunicorn": To("backlog", "--backlog"), "uvicorn": To(flag="--backlog"), "hypercorn": To("backlog", "--backlog", default=100), "granian": To(flag="--backlog", convert=granian_backlog, note="at least 128")}),
-    Var("FORWARDED_ALLOW_IPS", parse_forwarded_allow_ips, None, "proxies trusted for `X-Forwarded-For`/`-Proto` (addresses, networks, `*`): from a trusted peer they set the scope’s `client` and `scheme`, from any other they are ignored (under Hypercorn and Granian the launcher applies them)", LISTEN, shown="`127.0.0.1`",
+    Var("FORWARDED_ALLOW_IPS", parse_forwarded_allow_ips, None, "proxies trusted for `X-Forwarded-For`/`-Proto` (addresses, networks, `*`): from a trusted peer they set the scope’s `client` and `scheme`, from any other they are ignored (under Hypercorn and Granian the launcher applies them)", LISTEN, shown="`127.0.0.1,::1`",
         to={"gunicorn": To("forwarded_allow_ips", "--forwarded-allow-ips"), "uvicorn": To(flag="--forwarded-allow-ips")},
         via={"hypercorn": "the launcher’s proxy-headers wrapper", "granian": "the launcher’s proxy-headers wrapper"}),
+    Var("HTTP2", parse_http2, None, "`on`: HTTP/2 over TLS (ALPN, beside HTTP/1.1) and prior-knowledge cleartext HTTP/2 (h2c) beside HTTP/1.1 on the same port, for a proxy in front (Gunicorn’s own workers: from `FORWARDED_ALLOW_IPS` only); `off`: HTTP/1.1 only (see “HTTP/2”)", LISTEN, shown="`off` under Gunicorn and Uvicorn; the server’s own (`on`) under Hypercorn and Granian",
+        to={"hypercorn": To("alpn_protocols", no_flag="Hypercorn has no flag for its ALPN protocols", convert=hypercorn_alpn, note="`off`: `http/1.1` alone, and the launcher refuses h2c in each worker"),
+            "granian": To(flag="--http", convert=granian_http, note="`on` is `auto`, `off` is `1`")},
+        via={"gunicorn": "Uvicorn workers: `http=zttp`, `http2` (the launcher’s worker class); Gunicorn’s own: `http_protocols`, `http2_cleartext`", "uvicorn": "`--http zttp --http2`"}),
     Var("TIMEOUT", parse_seconds, "120", "Gunicorn: a worker silent this long is killed and replaced", TIMES, servers=("gunicorn", "uvicorn", "hypercorn"),
         to={"gunicorn": To("timeout", "--timeout")}, via={"uvicorn": "no effect", "hypercorn": "no effect"}),
     Var("GRACEFUL_TIMEOUT", parse_seconds, "120", "seconds in-flight requests get to finish on shutdown (all servers; Granian: 1 to 1800, 0 is 1)", TIMES,
@@ -757,10 +779,11 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
     settings = Settings(values, given, names)
     settings.not_read = [name for name in NOT_READ if environ.get(name, "").strip()]
     check_combinations(settings, collected)
-    if settings.dual_stack:
-        # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
-        trusted = with_mapped_ipv4(settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES)
-        settings.values["FORWARDED_ALLOW_IPS"] = trusted
+    # The launcher's default goes to every server (older Gunicorns and Uvicorns trust 127.0.0.1 alone): a
+    # proxy reaching HOST=:: over ::1 is as local as one over 127.0.0.1.
+    trusted = settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES
+    # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
+    settings.values["FORWARDED_ALLOW_IPS"] = with_mapped_ipv4(trusted) if settings.dual_stack else trusted
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     return settings
@@ -1748,12 +1771,14 @@ def gunicorn_worker_class(settings: Settings, facts: Facts, problems: list[str])
 
 
 def with_root_path(worker_class: str, source: str, settings: Settings, problems: list[str]) -> str:
-    if not settings.root_path or worker_class in UVICORN_WORKERS.values():
+    """The launcher's subclass of a Uvicorn worker class where ROOT_PATH or HTTP2=on needs it."""
+    if not (settings.root_path or settings.http2 == "on") or worker_class in UVICORN_WORKERS.values():
         return worker_class
     if worker_class not in UVICORN_WORKERS:
-        problems.append(
-            f"ROOT_PATH under SERVER=gunicorn needs one of Uvicorn's worker classes, not {worker_class!r} ({source})"
-        )
+        if settings.root_path:
+            problems.append(
+                f"ROOT_PATH under SERVER=gunicorn needs one of Uvicorn's worker classes, not {worker_class!r} ({source})"
+            )
         return worker_class
     return UVICORN_WORKERS[worker_class]
 
@@ -1796,6 +1821,50 @@ def resolve_gunicorn_worker_class(settings: Settings, facts: Facts, problems: li
         return "uvicorn.workers.UvicornWorker"
     problems.append("SERVER=gunicorn needs Uvicorn workers: pip install uvicorn-worker")
     return "uvicorn_worker.UvicornWorker"
+
+
+# Gunicorn's own worker classes that speak HTTP/2 (Gunicorn >= 26.2 with h2: ALPN, and h2c from trusted peers).
+GUNICORN_HTTP2_WORKERS = ("asgi", "gthread", "gevent", "eventlet")
+UVICORN_HTTP2_VERSION = (0, 53)  # --http zttp --http2
+GUNICORN_HTTP2_VERSION = (26, 2)  # http_protocols with http2_cleartext
+
+
+def uvicorn_http2(facts: Facts, where: str, problems: list[str]) -> None:
+    """HTTP2=on through Uvicorn: its version and the zttp package, else one problem line each."""
+    version = facts.version("uvicorn")
+    if (0,) < version < UVICORN_HTTP2_VERSION:
+        problems.append(
+            f"HTTP2=on {where} needs uvicorn 0.53 or newer (installed: {'.'.join(map(str, version))}): pip install 'uvicorn>=0.53' zttp"
+        )
+    require_installed("zttp", facts, f"HTTP2=on {where}", problems)
+
+
+def gunicorn_http2(settings: Settings, facts: Facts, launch: Launch, problems: list[str]) -> list[Option]:
+    """HTTP2=on under Gunicorn: Uvicorn's HTTP/2 in the launcher's Uvicorn worker class, or Gunicorn's own
+    (h2 and h2c by prior knowledge or Upgrade beside HTTP/1.1; h2c only from FORWARDED_ALLOW_IPS)."""
+    if settings.http2 != "on":
+        return []
+    worker_class = str(launch.worker_class)
+    if worker_class in UVICORN_WORKERS.values():
+        uvicorn_http2(facts, "under SERVER=gunicorn (Uvicorn workers)", problems)
+        launch.env[HTTP2_VARIABLE] = "on"
+        return []
+    short = worker_class.rpartition(".")[2].lower()
+    own = worker_class in GUNICORN_HTTP2_WORKERS or (
+        worker_class.startswith("gunicorn.workers.") and not short.startswith("sync")
+    )
+    if not own:
+        problems.append(
+            f"HTTP2=on under SERVER=gunicorn needs Uvicorn's worker class or one of Gunicorn's {', '.join(GUNICORN_HTTP2_WORKERS)}; {worker_class!r} speaks HTTP/1.1 only (or set HTTP2=off)"
+        )
+        return []
+    version = facts.version("gunicorn")
+    if (0,) < version < GUNICORN_HTTP2_VERSION:
+        problems.append(
+            f"HTTP2=on with Gunicorn's {worker_class} worker needs gunicorn 26.2 or newer (installed: {'.'.join(map(str, version))}): pip install 'gunicorn[http2]>=26.2'"
+        )
+    require_installed("h2", facts, f"HTTP2=on with Gunicorn's {worker_class} worker", problems)
+    return [("http_protocols", "--http-protocols", "h2,h1"), ("http2_cleartext", "--http2-cleartext", "both")]
 
 
 def gunicorn_options(settings: Settings, facts: Facts, workers: int, worker_class: str) -> list[Option]:
@@ -2012,7 +2081,9 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
     launch.hand_over_flags.append(FORK_GUARD_FLAG)
     if settings.root_path:
         launch.env[ROOT_PATH_VARIABLE] = settings.root_path
-    options = gunicorn_options(settings, facts, app.workers, worker_class)
+    options = gunicorn_options(settings, facts, app.workers, worker_class) + gunicorn_http2(
+        settings, facts, launch, problems
+    )
     trusted = settings.forwarded_allow_ips or ""
     if "/" in trusted and facts.version("gunicorn") < (24,):
         problems.append(
@@ -2022,7 +2093,7 @@ def plan_gunicorn(settings: Settings, facts: Facts, app: App, problems: list[str
         launch.argv += ["--config", layered_config_file(facts)]
         config = config_file_options("gunicorn", settings, facts, options)
         over = {"worker_class": worker_class} if settings.worker_class else {}
-        root_path_workers = dict(UVICORN_WORKERS) if settings.root_path else {}
+        root_path_workers = dict(UVICORN_WORKERS) if settings.root_path or settings.http2 == "on" else {}
         hand_over_options(facts, with_users_config(config, users, facts, over, root_path_workers), launch)
     elif config_file:
         # start.py's default: it sets the options handed over; GUNICORN_CMD_ARGS can still override any.
@@ -2080,6 +2151,13 @@ def plan_uvicorn(settings: Settings, facts: Facts, app: App, problems: list[str]
     launch.argv += ["--log-config", app.log_file]
     if not settings.access_log:
         launch.argv.append("--no-access-log")
+    if settings.http2 == "on":
+        uvicorn_http2(
+            facts,
+            f"under SERVER={settings.server}" + (" (WITH_RELOAD)" if settings.server != "uvicorn" else ""),
+            problems,
+        )
+        launch.argv += ["--http", "zttp", "--http2"]
     launch.argv += [*as_flags(table_options("uvicorn", settings, facts), problems, "uvicorn"), *app.extra]
     return launch
 
@@ -2115,6 +2193,8 @@ def plan_hypercorn(settings: Settings, facts: Facts, app: App, problems: list[st
     # FORWARDED_ALLOW_IPS around the app, as Uvicorn does (same default).
     launch.env[WRAPPED_APP_VARIABLE] = app.module
     launch.env[TRUSTED_PROXIES_VARIABLE] = settings.forwarded_allow_ips or DEFAULT_TRUSTED_PROXIES
+    if settings.http2 == "off":
+        launch.env[HTTP2_VARIABLE] = "off"
     launch.argv += [*app.extra, f"{RUNTIME_MODULE}:proxied_app()"]
     return launch
 
@@ -2336,7 +2416,10 @@ def server_config(server: str, settings: Settings, facts: Facts, problems: list[
     """The options a config file sets for `server` (gunicorn or hypercorn)."""
     workers, _ = compute_workers(settings, facts.cpus, facts.memory_limit)
     if server == "gunicorn":
-        options = gunicorn_options(settings, facts, workers, gunicorn_worker_class(settings, facts, problems))
+        launch = Launch("gunicorn")
+        launch.worker_class = gunicorn_worker_class(settings, facts, problems)
+        options = gunicorn_options(settings, facts, workers, launch.worker_class)
+        options += gunicorn_http2(settings, facts, launch, problems)
     else:
         options = hypercorn_options(settings, facts, workers)
     return config_file_options(server, settings, facts, options)
@@ -2353,6 +2436,8 @@ def config_by_hand(server: str, environ: Mapping[str, str] | None = None) -> dic
     make_runtime_importable(facts, settings.log_format)
     if server == "gunicorn" and settings.root_path:
         os.environ[ROOT_PATH_VARIABLE] = settings.root_path  # for the launcher's worker class, as start.py does
+    if server == "gunicorn" and settings.http2 == "on":
+        os.environ[HTTP2_VARIABLE] = "on"  # likewise
     return config
 
 
@@ -3260,24 +3345,25 @@ def __getattr__(name: str) -> Any:
 # What the proxy-headers wrapper serves, and whom it trusts (see proxied_app), by default as Uvicorn does.
 WRAPPED_APP_VARIABLE = "ASGI_START_APP"
 TRUSTED_PROXIES_VARIABLE = "ASGI_START_FORWARDED_ALLOW_IPS"
-DEFAULT_TRUSTED_PROXIES = "127.0.0.1"
+DEFAULT_TRUSTED_PROXIES = "127.0.0.1,::1"
 # Where start.py left the finished options for a config file (the default ones, or the layered one).
 OPTIONS_VARIABLE = "ASGI_START_OPTIONS"
 # ROOT_PATH as start.py parsed it, for the launcher's Uvicorn worker classes under Gunicorn.
 ROOT_PATH_VARIABLE = "ASGI_START_ROOT_PATH"
+HTTP2_VARIABLE = "ASGI_START_HTTP2"  # `on` for the launcher's Uvicorn worker classes, `off` for Hypercorn's h2c
 
 
 def _uvicorn_worker_with_root_path(name: str) -> Any:
-    """Uvicorn's Gunicorn worker class, giving Uvicorn ROOT_PATH (Gunicorn has no such setting)."""
+    """Uvicorn's Gunicorn worker class, giving Uvicorn ROOT_PATH (Gunicorn has no such setting) and HTTP2=on."""
     import importlib
 
     try:
         base = getattr(importlib.import_module("uvicorn_worker"), name)
     except ImportError:
         base = getattr(importlib.import_module("uvicorn.workers"), name)
-    worker = type(
-        name, (base,), {"CONFIG_KWARGS": {**base.CONFIG_KWARGS, "root_path": os.environ.get(ROOT_PATH_VARIABLE, "")}}
-    )
+    http2 = {"http": "zttp", "http2": True} if os.environ.get(HTTP2_VARIABLE) == "on" else {}
+    kwargs = {**base.CONFIG_KWARGS, "root_path": os.environ.get(ROOT_PATH_VARIABLE, ""), **http2}
+    worker = type(name, (base,), {"CONFIG_KWARGS": kwargs})
     globals()[name] = worker
     return worker
 
@@ -3295,6 +3381,11 @@ def proxied_app() -> Any:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.environ.get(HTTP2_VARIABLE) == "off":  # Hypercorn has no setting for h2c: neither preface nor Upgrade taken
+        import asyncio
+        import importlib
+
+        importlib.import_module("hypercorn.protocol.h11").H11Protocol._check_protocol = lambda *_: asyncio.sleep(0)
 
     app = _load_app(os.environ[WRAPPED_APP_VARIABLE])
     import inspect

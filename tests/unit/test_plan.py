@@ -17,6 +17,7 @@ DEFAULT_HYPERCORN_CONF = (REPO / "hypercorn_conf.py").read_text()
 
 ALL_INSTALLED = frozenset(
     {"gunicorn", "uvicorn", "uvicorn_worker", "hypercorn", "granian", "watchfiles", "uvloop", "rloop", "trio"}
+    | {"zttp", "h2"}
 )
 
 
@@ -27,6 +28,7 @@ def facts_for(
     cpus: int = 2,
     gunicorn=(27, 0, 1),
     granian=(2, 8, 7),
+    uvicorn=(0, 54, 0),
 ) -> start.Facts:
     return start.Facts(
         app_dir=str(app_dir),
@@ -35,7 +37,7 @@ def facts_for(
         installed=lambda name: name in installed,
         search_path=start.module_search_path(str(app_dir)),
         dev_shm=False,
-        version=lambda name: {"gunicorn": gunicorn, "granian": granian}.get(name, (0,)),
+        version=lambda name: {"gunicorn": gunicorn, "granian": granian, "uvicorn": uvicorn}.get(name, (0,)),
     )
 
 
@@ -263,6 +265,7 @@ def test_uvicorn_multi_worker_gets_a_prebound_nodelay_socket(app_dir):
         *handed_over(result, "uvicorn"),
         *("main:app", "--fd", "3", "--workers", "2"),
         *("--log-config", start.logging_file(start.parse_settings(env), facts_for(app_dir))[0]),
+        *("--forwarded-allow-ips", "127.0.0.1,::1"),  # the launcher's default, whatever Uvicorn's own
         *("--timeout-graceful-shutdown", "120", "--timeout-keep-alive", "5", "--loop", "asyncio"),
     ]
 
@@ -343,7 +346,9 @@ def test_hypercorn_with_config_file(app_dir, tmp_path_factory):
         f"file:{start_dir}/hypercorn_conf.py",
         "asgi_start:proxied_app()",  # the app behind the launcher's proxy-headers wrapper
     ]
-    assert result.env["ASGI_START_APP"] == "main:app" and result.env["ASGI_START_FORWARDED_ALLOW_IPS"] == "127.0.0.1"
+    assert (
+        result.env["ASGI_START_APP"] == "main:app" and result.env["ASGI_START_FORWARDED_ALLOW_IPS"] == "127.0.0.1,::1"
+    )
     assert result.worker_class == "asyncio"
 
 
@@ -529,7 +534,7 @@ def test_granian_argv(app_dir):
     ]
     assert result.env == {
         start.WRAPPED_APP_VARIABLE: "main:app",
-        start.TRUSTED_PROXIES_VARIABLE: "127.0.0.1",
+        start.TRUSTED_PROXIES_VARIABLE: "127.0.0.1,::1",
     }
     assert (result.server, result.worker_class, result.config_file) == ("granian", "auto", None)
 
@@ -743,3 +748,95 @@ def test_granian_warns_when_tcp_migrate_req_is_off(app_dir):
     assert granian_warnings(app_dir, {}, migrate_req=None) == []  # unknown: no warning
     assert granian_warnings(app_dir, {"WEB_CONCURRENCY": "1"}, migrate_req=False) == []  # one worker
     assert granian_warnings(app_dir, {}, migrate_req=False, granian=(2, 7, 0)) == []  # one shared socket
+
+
+# --- HTTP2 ---------------------------------------------------------------------
+
+
+def gunicorn_options_of(result: start.Plan) -> dict:
+    return json.loads(result.files[result.env[start.OPTIONS_VARIABLE]])
+
+
+@pytest.mark.parametrize("value", ["on", "ON", " off "])
+def test_http2_takes_on_and_off(value):
+    assert start.parse_settings({"HTTP2": value}).http2 == value.strip().lower()
+
+
+@pytest.mark.parametrize("value", ["true", "1", "h2c", "auto", "2"])
+def test_http2_bad_values_are_one_line_each(app_dir, value):
+    problems = plan_problems(app_dir, {"HTTP2": value})
+    assert problems == [f"HTTP2={value!r} is not valid; expected on or off"]
+
+
+def test_http2_on_under_gunicorn_gives_the_launchers_uvicorn_worker_zttp(app_dir, tmp_path_factory):
+    start_dir = tmp_path_factory.mktemp("image")
+    (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
+    result = plan(app_dir, {"HTTP2": "on"}, start_dir=start_dir)
+    assert result.worker_class == "asgi_start.UvicornWorker"
+    assert result.env[start.HTTP2_VARIABLE] == "on"  # the worker class reads it: http=zttp, http2=True
+    options = gunicorn_options_of(result)
+    assert options["worker_class"] == "asgi_start.UvicornWorker" and "http_protocols" not in options
+    off = plan(app_dir, {"HTTP2": "off"}, start_dir=start_dir)
+    assert off.worker_class == "uvicorn_worker.UvicornWorker" and start.HTTP2_VARIABLE not in off.env
+
+
+@pytest.mark.parametrize("worker_class", ["asgi", "gthread", "gunicorn.workers.gthread.ThreadWorker"])
+def test_http2_on_with_gunicorns_own_workers_limits_h2c_to_trusted_peers(app_dir, tmp_path_factory, worker_class):
+    start_dir = tmp_path_factory.mktemp("image")
+    (start_dir / "gunicorn_conf.py").write_text(DEFAULT_GUNICORN_CONF)
+    env = {"HTTP2": "on", "WORKER_CLASS": worker_class, "FORWARDED_ALLOW_IPS": "10.0.0.1"}
+    options = gunicorn_options_of(plan(app_dir, env, start_dir=start_dir))
+    assert (options["http_protocols"], options["http2_cleartext"]) == ("h2,h1", "both")
+    assert options["forwarded_allow_ips"] == "10.0.0.1"  # Gunicorn takes h2c from these peers only
+    alone = plan(app_dir, env)  # no config file: the same on Gunicorn's command line
+    assert "--http-protocols h2,h1 --http2-cleartext both" in alone.env["GUNICORN_CMD_ARGS"]
+
+
+@pytest.mark.parametrize(
+    ("env", "facts", "fragment"),
+    [
+        ({"WORKER_CLASS": "sync"}, {}, "'sync' speaks HTTP/1.1 only"),
+        ({"WORKER_CLASS": "asgi"}, {"gunicorn": (26, 1, 0)}, "needs gunicorn 26.2 or newer (installed: 26.1.0)"),
+        ({"WORKER_CLASS": "asgi"}, {"installed": ALL_INSTALLED - {"h2"}}, "pip install 'gunicorn[http2]'"),
+        ({}, {"uvicorn": (0, 52, 1)}, "needs uvicorn 0.53 or newer (installed: 0.52.1)"),
+        ({}, {"installed": ALL_INSTALLED - {"zttp"}}, "needs zttp, which is not installed"),
+        ({"SERVER": "uvicorn"}, {"uvicorn": (0, 52, 1)}, "under SERVER=uvicorn needs uvicorn 0.53 or newer"),
+        ({"SERVER": "uvicorn"}, {"installed": ALL_INSTALLED - {"zttp"}}, "pip install zttp"),
+    ],
+)
+def test_http2_on_where_the_server_cannot_is_one_line_naming_what_is_needed(app_dir, env, facts, fragment):
+    problems = plan_problems(app_dir, {"HTTP2": "on", **env}, **facts)
+    assert len(problems) == 1 and fragment in problems[0], problems
+    assert problems[0].startswith("HTTP2=on ")
+
+
+def test_http2_under_uvicorn(app_dir):
+    on = plan(app_dir, {"SERVER": "uvicorn", "HTTP2": "on"})
+    assert on.argv[on.argv.index("--http") : on.argv.index("--http") + 3] == ["--http", "zttp", "--http2"]
+    assert "--http" not in plan(app_dir, {"SERVER": "uvicorn", "HTTP2": "off"}).argv
+    assert "--http" not in plan(app_dir, {"SERVER": "uvicorn"}).argv  # Uvicorn's own: HTTP/1.1
+    reload = plan(app_dir, {"HTTP2": "on", "WITH_RELOAD": "true"})  # Gunicorn asked for, Uvicorn's reloader runs
+    assert reload.server == "uvicorn" and "--http2" in reload.argv
+
+
+def test_http2_under_hypercorn_and_granian(app_dir, tmp_path_factory):
+    start_dir = tmp_path_factory.mktemp("image")
+    (start_dir / "hypercorn_conf.py").write_text(DEFAULT_HYPERCORN_CONF)
+    default = plan(app_dir, {"SERVER": "hypercorn"}, start_dir=start_dir)
+    assert "alpn_protocols" not in gunicorn_options_of(default) and start.HTTP2_VARIABLE not in default.env
+    off = plan(app_dir, {"SERVER": "hypercorn", "HTTP2": "off"}, start_dir=start_dir)
+    assert gunicorn_options_of(off)["alpn_protocols"] == ["http/1.1"]
+    assert off.env[start.HTTP2_VARIABLE] == "off"  # the wrapper turns Hypercorn's h2c off in each worker
+    assert "--http" not in plan(app_dir, {"SERVER": "granian"}).argv  # Granian's own: auto
+    for value, flag in (("on", "auto"), ("off", "1")):
+        argv = plan(app_dir, {"SERVER": "granian", "HTTP2": value}).argv
+        assert argv[argv.index("--http") + 1] == flag
+
+
+def test_ipv6_loopback_is_trusted_by_default_under_every_server(app_dir):
+    for server in start.SERVERS:
+        assert start.parse_settings({"SERVER": server}).forwarded_allow_ips == "127.0.0.1,::1"
+    gunicorn = plan(app_dir, {})
+    assert "--forwarded-allow-ips 127.0.0.1,::1" in gunicorn.env["GUNICORN_CMD_ARGS"]
+    dual = start.parse_settings({"HOST": "::"}).forwarded_allow_ips
+    assert dual.split(",") == ["127.0.0.1", "::1", "::ffff:127.0.0.1"]

@@ -35,6 +35,7 @@ SAMPLE_BY_PARSER = {
     start.parse_bool: "true",  # a switch: a bare flag, True in a config file
     start.parse_memory: "300M",
     start.parse_worker_lifetime: "90",
+    start.parse_http2: "off",
 }
 # Where the parser's sample is not a valid value of the variable.
 SAMPLE_BY_NAME = {"WORKER_CLASS": "asyncio"}
