@@ -3229,7 +3229,7 @@ def hand_over(argv: Sequence[str]) -> None:
         _guard_forked_workers(os.getpid())
     if args[0] == "gunicorn":
         _reexec_through_hand_over(argv)
-    if args[0] in ("gunicorn", "hypercorn", "uvicorn"):
+    if args[0] in ("gunicorn", "hypercorn", "uvicorn", "granian"):
         import importlib
 
         importlib.import_module("asgi_start_workers").keep_workers(args[0])
@@ -3852,6 +3852,8 @@ def keep_workers(server: str) -> None:
         _halt_gunicorn_once()
         _recycle_gunicorn_workers()
         _read_before_closing()  # inherited by the forked Uvicorn workers
+    elif server == "granian":
+        _signal_safe_granian_main()
 
 
 def _read_before_closing() -> None:
@@ -3885,6 +3887,29 @@ def run_uvicorn_worker(target: Any, *args: Any, **kwargs: Any) -> None:
     """A spawned Uvicorn worker's target (see _keep_uvicorn_workers): its graceful stop reads first."""
     _read_before_closing()
     target(*args, **kwargs)
+
+
+def _signal_safe_granian_main() -> None:
+    """Granian's main (2.8) sets a threading.Event from its SIGTERM handler; when the signal came while the
+    main thread held that Event's lock (entering its wait, as it does at each turn of its loop), the
+    handler waited for the lock forever and the server never stopped (2 SIGTERMs in 6 after worker
+    recycling, until SIGKILL). Its Event gets a re-entrant lock, which the handler may take again."""
+    import importlib
+    import threading
+
+    try:
+        server_class: Any = importlib.import_module("granian.server.common").AbstractServer
+    except (ImportError, AttributeError):
+        return
+    setup = server_class.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        setup(self, *args, **kwargs)
+        event = getattr(self, "main_loop_interrupt", None)
+        if isinstance(event, threading.Event):
+            event._cond = threading.Condition(threading.RLock())  # type: ignore[attr-defined]  # before any wait
+
+    server_class.__init__ = __init__
 
 
 def _halt_gunicorn_once() -> None:
