@@ -3750,8 +3750,8 @@ def _settings_only(namespace: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------
 # The worker keeper. Everything from the marker below to the end marker is
 # written out as the module `asgi_start_workers`, which the main process of
-# Gunicorn, Hypercorn and Uvicorn imports (hand_over), and Uvicorn's spawned
-# workers for their graceful stop; it stands alone like the sections above.
+# every server imports (hand_over), and Uvicorn's spawned workers for their
+# graceful stop; it stands alone like the sections above.
 # --------------------------------------------------------------------------
 
 # >>> the worker keeper
