@@ -74,7 +74,7 @@ PACKAGE_OF_MODULE = {
 }
 # Gunicorn hooks a setting asked for, said in a warning when no config file can carry them.
 HOOK_PURPOSE = {
-    "child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR",
+    "child_exit": "a worker killed in PROMETHEUS_MULTIPROC_DIR is marked dead only when its replacement starts",
     "when_ready": "the preloaded app's objects are not frozen (gc.freeze), so workers copy more of its memory",
 }
 # The hand-over's option for the servers that fork their workers (Gunicorn, Granian): a forked worker
@@ -504,7 +504,7 @@ TIMES = "Time limits"
 LOGS = "Logs"
 CLASSES = "Worker class and config files"
 PRESTART = "Pre-start and health check"
-METRICS = "Metrics"
+METRICS = "Metrics and traces"
 
 
 # Granian's units and ranges for settings it takes under another name.
@@ -636,7 +636,8 @@ VARIABLES = (
     Var("HYPERCORN_CONF", parse_path, None, "Hypercorn config (a path, `file:` path, `python:` module, or a `.toml` file)", CLASSES, shown="`hypercorn_conf.py`, else `app/hypercorn_conf.py`, else the default beside start.py"),
     Var("GUNICORN_CMD_ARGS", parse_text, None, "read by Gunicorn itself; wins over the config file", CLASSES),
     Var("SERVER_ARGS", parse_server_args, None, "extra arguments for whichever server runs, split as a POSIX shell splits words (never run by one); after start.py’s own, before those given after `--`", CLASSES),
-    Var("PROMETHEUS_MULTIPROC_DIR", parse_path, None, "prometheus_client’s multiprocess directory: created if missing and emptied of an earlier run’s metric files before the server starts; under Gunicorn a worker that exits is marked dead, so live gauges count live workers only", METRICS),
+    Var("PROMETHEUS_MULTIPROC_DIR", parse_path, None, "prometheus_client’s multiprocess directory: created if missing and emptied of an earlier run’s metric files before the server starts; a worker that exits is marked dead under every server, so live gauges count live workers only (see “Metrics with several workers”)", METRICS),
+    Var("OTEL_AUTO_INSTRUMENT", parse_bool, "false", "OpenTelemetry auto-instrumentation (`opentelemetry-distro`) started in every worker after it is forked or spawned, never in the server’s main process, each worker with its own `service.instance.id`; the SDK reads its own `OTEL_*` variables. A command wrapped in `opentelemetry-instrument`, or the Operator’s injected `sitecustomize`, is moved to the workers the same way (see “OpenTelemetry”)", METRICS),
     Var("PRE_START_PATH", parse_path, None, "run before the server: `.py` with start.py’s interpreter, `.sh` with `sh`, else executed directly; a non-zero exit stops the start with that status; a path given here must exist", PRESTART, shown="`prestart.py`, else `prestart.sh`, if present"),
     Var("HEALTHCHECK_PATH", parse_http_path, "/", "path requested by `start.py --healthcheck` (the image’s HEALTHCHECK); healthy below status 500", PRESTART),
 )
@@ -652,6 +653,7 @@ class Settings:
         self.given = frozenset(given)  # names set in the environment (not defaults)
         self.names = dict(names)  # the name each given variable was set under, where an alias was used
         self.not_read: list[str] = []  # set variables of NOT_READ
+        self.python_path: str | None = None  # PYTHONPATH as given
 
     def __getattr__(self, attribute: str) -> Any:
         """Each variable of the table by its lower-case name (`settings.web_concurrency`), as Gunicorn's
@@ -738,6 +740,7 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
         values[var.name] = None if var.default is None else var.parse(var.default)
     settings = Settings(values, given, names)
     settings.not_read = [name for name in NOT_READ if environ.get(name, "").strip()]
+    settings.python_path = environ.get("PYTHONPATH")  # where an OpenTelemetry sitecustomize may be injected
     check_combinations(settings, collected)
     if settings.dual_stack:
         # IPv4 peers of a dual-stack listener appear as ::ffff:a.b.c.d; trust them as written for IPv4
@@ -1925,6 +1928,51 @@ def gunicorn_hooks(settings: Settings) -> dict[str, str]:
     return hooks
 
 
+# The directory of opentelemetry-instrumentation's sitecustomize, which `opentelemetry-instrument` and the
+# OpenTelemetry Operator put on PYTHONPATH so that every Python process instruments itself at start.
+OTEL_SITECUSTOMIZE_DIR = os.path.join("opentelemetry", "instrumentation", "auto_instrumentation")
+
+
+def otel_sitecustomize_dirs(python_path: str | None) -> list[str]:
+    """The entries of PYTHONPATH holding OpenTelemetry's auto-instrumenting sitecustomize."""
+    return [
+        entry
+        for entry in (python_path or "").split(os.pathsep)
+        if os.path.normpath(entry).endswith(os.sep + OTEL_SITECUSTOMIZE_DIR)
+        and os.path.isfile(os.path.join(entry, "sitecustomize.py"))
+    ]
+
+
+def observing(settings: Settings, facts: Facts, problems: list[str]) -> dict[str, str]:
+    """What the server's processes are told to observe in each worker (see the module asgi_start_observe).
+
+    OpenTelemetry's sitecustomize would start the SDK in the server's main
+    process, whose workers then inherit a provider and a resource made before
+    the fork (or, spawned, start their own only by chance): it is taken off
+    the server's PYTHONPATH, and each worker starts the same auto-instrumentation
+    itself, then puts it back for the processes the app starts.
+    """
+    kinds = ["metrics"] if settings.prometheus_multiproc_dir else []
+    env: dict[str, str] = {}
+    injected = otel_sitecustomize_dirs(settings.python_path)
+    if injected:
+        kinds.append("otel")
+        env["PYTHONPATH"] = os.pathsep.join(
+            entry for entry in (settings.python_path or "").split(os.pathsep) if entry not in injected
+        )
+        env[OTEL_SITECUSTOMIZE_VARIABLE] = injected[0]
+    elif settings.otel_auto_instrument:
+        kinds.append("otel")
+        if facts.version("opentelemetry-instrumentation") == (0,):
+            problems.append(
+                f"OTEL_AUTO_INSTRUMENT=true needs opentelemetry-distro, which is not installed for {sys.executable}: "
+                "pip install opentelemetry-distro opentelemetry-exporter-otlp"
+            )
+    if kinds:
+        env[OBSERVE_VARIABLE] = ",".join(kinds)
+    return env
+
+
 def config_file_options(server: str, settings: Settings, facts: Facts, options: list[Option]) -> dict[str, Any]:
     """What a config file sets: the options with a key, Gunicorn's hooks by name, the logging dictionary."""
     config = as_config(options)
@@ -2251,6 +2299,7 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
     log_file, log_content = logging_file(settings, facts)  # one configuration, written once, for any server
     arguments = [*(settings.server_args or []), *extra]  # SERVER_ARGS, then what follows --
     launch = PROFILES[server].plan(settings, facts, App(app_module, workers, log_file, arguments), collected)
+    launch.env.update(observing(settings, facts, collected))
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     bind = settings.binds + (settings.insecure_binds + (settings.quic_bind or []) if server == "hypercorn" else [])
@@ -2505,6 +2554,21 @@ KEEPER_HEADER = (
 )
 
 
+# The module every worker imports when start.py asks it to observe (OBSERVE_VARIABLE; OBSERVE_MODULE).
+OBSERVE_BEGIN = "# >>> observing the workers"
+OBSERVE_END = "# <<< observing the workers"
+OBSERVE_HEADER = (
+    '"""asgi-start: what each worker observes, OpenTelemetry and prometheus_client; written by start.py. '
+    'Do not edit."""\n\n'
+    "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
+    "    from typing import Any\n\n"
+)
+
+
+def observe_source() -> str:
+    return OBSERVE_HEADER + section_of_this_file(OBSERVE_BEGIN, OBSERVE_END)
+
+
 def runtime_module_source() -> str:
     """The section of this file that runs inside the servers, as the module `asgi_start`."""
     return RUNTIME_MODULE_HEADER + section_of_this_file(SERVER_SIDE_BEGIN, SERVER_SIDE_END)
@@ -2598,6 +2662,7 @@ def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
             (module, runtime_module_source()),
             (os.path.join(directory, LAYERED_CONFIG_NAME), layered_config_source()),
             (os.path.join(directory, KEEPER_MODULE + ".py"), keeper_source()),
+            (os.path.join(directory, OBSERVE_MODULE + ".py"), observe_source()),
         ):
             write_if_changed(name, source)
             write_bytecode(name, source)
@@ -3023,6 +3088,7 @@ def _log_classes() -> dict[str, Any]:
         return _LOG_CLASSES
     import json
     import logging
+    import sys
 
     class JsonFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -3041,6 +3107,10 @@ def _log_classes() -> dict[str, Any]:
                 message, marker, trace = entry["message"].partition("\nTraceback (most recent call last):\n")
                 if marker:
                     entry["message"], record.exc_text = message, marker.lstrip("\n") + trace
+            trace = sys.modules.get("opentelemetry.trace")  # written inside a span: the ids of its trace
+            span = trace.get_current_span().get_span_context() if trace else None
+            if span and span.is_valid:
+                entry["trace_id"], entry["span_id"] = format(span.trace_id, "032x"), format(span.span_id, "016x")
             if record.exc_info:
                 record.exc_text = record.exc_text or self.formatException(record.exc_info)
             if record.exc_text:
@@ -3113,9 +3183,9 @@ def hand_over(argv: Sequence[str]) -> None:
     if args[0] == "gunicorn":
         _reexec_through_hand_over(argv)
     if args[0] in ("gunicorn", "hypercorn", "uvicorn"):
-        import importlib
-
-        importlib.import_module("asgi_start_workers").keep_workers(args[0])
+        __import__("asgi_start_workers").keep_workers(args[0])
+    if os.environ.get(OBSERVE_VARIABLE):
+        __import__(OBSERVE_MODULE).observe_workers(args[0])
     sys.argv = args  # run_module puts the module's path in argv[0], as `python -m` does
     runpy.run_module(args[0], run_name="__main__", alter_sys=True)
 
@@ -3233,6 +3303,10 @@ DEFAULT_TRUSTED_PROXIES = "127.0.0.1"
 OPTIONS_VARIABLE = "ASGI_START_OPTIONS"
 # ROOT_PATH as start.py parsed it, for the launcher's Uvicorn worker classes under Gunicorn.
 ROOT_PATH_VARIABLE = "ASGI_START_ROOT_PATH"
+# What each worker observes (`otel`, `metrics`); the OpenTelemetry sitecustomize taken off PYTHONPATH.
+OBSERVE_VARIABLE = "ASGI_START_OBSERVE"
+OBSERVE_MODULE = "asgi_start_observe"
+OTEL_SITECUSTOMIZE_VARIABLE = "ASGI_START_OTEL_SITECUSTOMIZE"
 
 
 def _uvicorn_worker_with_root_path(name: str) -> Any:
@@ -3263,7 +3337,8 @@ def proxied_app() -> Any:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
+    if os.environ.get(OBSERVE_VARIABLE):  # this worker's OpenTelemetry and metrics, before the app (see hand_over)
+        __import__(OBSERVE_MODULE).worker_started()
     app = _load_app(os.environ[WRAPPED_APP_VARIABLE])
     import inspect
 
@@ -3282,6 +3357,8 @@ def granian_app() -> Any:
     in a row is a crash loop to it).
     """
     _stop_granian_workers_once()
+    if os.environ.get(OBSERVE_VARIABLE):
+        __import__(OBSERVE_MODULE).worker_started()
     target = os.environ[WRAPPED_APP_VARIABLE]
     try:
         app = _load_app(target, hypercorn=False)
@@ -3460,13 +3537,7 @@ class ProxyHeaders:
 
 def gunicorn_child_exit(server: Any, worker: Any) -> None:
     """Gunicorn's child_exit hook: an exited worker's live gauges leave prometheus_client's sums."""
-    import importlib
-
-    try:
-        multiprocess = importlib.import_module("prometheus_client.multiprocess")
-    except ImportError:  # the app does not use prometheus_client
-        return
-    multiprocess.mark_process_dead(worker.pid)
+    __import__(OBSERVE_MODULE).worker_ended(worker.pid)
 
 
 def gunicorn_when_ready(server: Any) -> None:
@@ -3668,6 +3739,12 @@ def _halt_gunicorn_once() -> None:
     arbiter_class.halt = halt_once
 
 
+def _worker_ended(pid: int | None) -> None:
+    """PROMETHEUS_MULTIPROC_DIR: a worker that ended leaves the live gauges (see asgi_start_observe)."""
+    if pid and "metrics" in os.environ.get("ASGI_START_OBSERVE", "").split(","):
+        __import__("asgi_start_observe").worker_ended(pid)
+
+
 def how_it_ended(exitcode: int | None) -> str:
     """A multiprocessing exit code in words: `exited with status 1`, `was killed by SIGKILL`."""
     import signal
@@ -3850,6 +3927,7 @@ class HypercornWorkers:
 
         worker = self.workers.pop(sentinel)
         worker.process.join()
+        _worker_ended(worker.process.pid)
         if self.stopping or worker.stopped_on_purpose:
             if worker.replace and not self.stopping:
                 self.start_worker()
@@ -3905,6 +3983,7 @@ def _keep_uvicorn_workers() -> None:
             hung = process.process.is_alive()
             process.kill()
             process.join()
+            _worker_ended(process.pid)
             if self.should_exit.is_set():
                 return
             age = time.monotonic() - getattr(process, "started_at", time.monotonic())
@@ -3944,6 +4023,214 @@ def _keep_uvicorn_workers() -> None:
 
 
 # <<< the worker keeper
+
+
+# --------------------------------------------------------------------------
+# Observing the workers. Everything from the marker below to the end marker
+# is written out as the module `asgi_start_observe`, imported only by the
+# processes of a server that start.py asked to observe its workers
+# (OTEL_AUTO_INSTRUMENT or an injected OpenTelemetry sitecustomize, and
+# PROMETHEUS_MULTIPROC_DIR); it stands alone like the sections above.
+# --------------------------------------------------------------------------
+
+# >>> observing the workers
+# prometheus_client's live gauges: `gauge_<mode>_<pid>.db` with one of these modes.
+LIVE_GAUGE_PREFIX = "gauge_live"
+# The server's main process, which never starts OpenTelemetry (set there by observe_workers).
+MAIN_PID_VARIABLE = "ASGI_START_MAIN_PID"
+_STARTED: list[int] = []  # the process whose worker_started ran (a fork copies the list)
+
+
+def _observing() -> list[str]:
+    import importlib
+
+    return os.environ.get(importlib.import_module("asgi_start").OBSERVE_VARIABLE, "").split(",")
+
+
+def observe_workers(server: str) -> None:
+    """In the server's main process, before its module runs: every worker it starts calls worker_started
+    before it imports the app. Hypercorn's and Granian's do it in start.py's app wrappers."""
+    import importlib
+
+    if server in ("hypercorn", "granian"):  # their main process may load the app through the wrapper (a reloader)
+        os.environ[MAIN_PID_VARIABLE] = str(os.getpid())
+    if server == "gunicorn":
+        worker_class: Any = importlib.import_module("gunicorn.workers.base").Worker
+        init_process = worker_class.init_process
+
+        def init_process_observed(self: Any) -> None:
+            worker_started()
+            init_process(self)
+
+        worker_class.init_process = init_process_observed
+    elif server == "uvicorn":
+        # Spawned workers (--workers, --reload) unpickle their target by name: this module's, which runs
+        # Uvicorn's own in the worker. With one worker Uvicorn serves in its main process: that is the worker.
+        spawning: Any = importlib.import_module("uvicorn._subprocess")
+        spawning.subprocess_started = uvicorn_subprocess_started
+        server_class: Any = importlib.import_module("uvicorn.server").Server
+        run = server_class.run
+
+        def run_observed(self: Any, sockets: Any = None) -> None:
+            worker_started()
+            run(self, sockets)
+
+        server_class.run = run_observed
+
+
+def uvicorn_subprocess_started(**kwargs: Any) -> None:
+    """A spawned Uvicorn worker's first code, then Uvicorn's own (uvicorn._subprocess.subprocess_started)."""
+    import importlib
+
+    worker_started()
+    importlib.import_module("uvicorn._subprocess").subprocess_started(**kwargs)
+
+
+def worker_started() -> None:
+    """In a worker, before it imports the app: prometheus_client's files of dead workers swept, OpenTelemetry
+    started; and at the worker's end, its providers flushed and its live gauges removed."""
+    if os.getpid() in _STARTED or os.environ.get(MAIN_PID_VARIABLE) == str(os.getpid()):
+        return
+    _STARTED[:] = [os.getpid()]
+    observing = _observing()
+    if "metrics" in observing:
+        sweep_dead_workers(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    if "otel" in observing:
+        start_opentelemetry()
+    import atexit
+    import importlib
+    import sys
+
+    atexit.register(worker_ends)
+    if "multiprocessing" in sys.modules and sys.modules["multiprocessing"].parent_process() is not None:
+        # a multiprocessing child (Granian's forked worker) ends with os._exit: no atexit, only its finalizers
+        importlib.import_module("multiprocessing.util").Finalize(None, worker_ends, exitpriority=0)
+    if "uvicorn" in sys.modules:
+        _end_after_uvicorn_shutdown(importlib.import_module("uvicorn.server").Server)
+
+
+def _end_after_uvicorn_shutdown(server_class: Any) -> None:
+    """Uvicorn, once shut down, raises again the SIGTERM it caught, and the worker dies of it (no atexit)."""
+    shutdown = server_class.shutdown
+
+    async def shutdown_then_end(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await shutdown(self, *args, **kwargs)
+        finally:
+            worker_ends()
+
+    server_class.shutdown = shutdown_then_end
+
+
+def worker_ends() -> None:
+    if os.getpid() not in _STARTED:
+        return
+    _STARTED.clear()
+    observing = _observing()
+    if "otel" in observing:
+        stop_opentelemetry()
+    if "metrics" in observing:
+        worker_ended(os.getpid())
+
+
+def start_opentelemetry() -> None:
+    """opentelemetry-instrumentation's auto-instrumentation, as its sitecustomize runs it, in this worker.
+
+    The resource gets a service.instance.id of this worker's own: a random one,
+    or the one given (the Operator gives one per container) with the PID after it.
+    """
+    import importlib
+
+    injected = os.environ.pop(importlib.import_module("asgi_start").OTEL_SITECUSTOMIZE_VARIABLE, "")
+    if injected:  # the app's own processes are instrumented as the wrapped command asked
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (injected, os.environ.get("PYTHONPATH"))))
+    given = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
+    os.environ["OTEL_RESOURCE_ATTRIBUTES"] = with_instance_id(given or "", os.getpid())
+    try:
+        importlib.import_module("opentelemetry.instrumentation.auto_instrumentation").initialize()
+    finally:
+        if given is None:
+            del os.environ["OTEL_RESOURCE_ATTRIBUTES"]
+        else:
+            os.environ["OTEL_RESOURCE_ATTRIBUTES"] = given
+
+
+def with_instance_id(attributes: str, pid: int) -> str:
+    """OTEL_RESOURCE_ATTRIBUTES (`key=value,...`) with a service.instance.id for the worker `pid`."""
+    import uuid
+
+    pairs = [pair for pair in attributes.split(",") if pair.strip()]
+    given = [
+        pair.partition("=")[2].strip() for pair in pairs if pair.partition("=")[0].strip() == "service.instance.id"
+    ]
+    others = [pair for pair in pairs if pair.partition("=")[0].strip() != "service.instance.id"]
+    instance = f"{given[-1]}-{pid}" if given and given[-1] else str(uuid.uuid4())
+    return ",".join([*others, f"service.instance.id={instance}"])
+
+
+def stop_opentelemetry() -> None:
+    """Every provider the SDK set flushed and shut down (the SDK's own atexit handlers then do nothing)."""
+    import contextlib
+    import importlib
+
+    for module, getter in (
+        ("opentelemetry.trace", "get_tracer_provider"),
+        ("opentelemetry.metrics", "get_meter_provider"),
+        ("opentelemetry._logs", "get_logger_provider"),
+    ):
+        with contextlib.suppress(Exception):
+            provider = getattr(importlib.import_module(module), getter)()
+            if hasattr(provider, "shutdown"):  # the API's proxies have none: nothing was set up
+                provider.shutdown()
+
+
+def sweep_dead_workers(directory: str) -> None:
+    """The live gauges of processes that are gone (and of an earlier process with this PID, which this worker
+    has not written to yet): under Granian, whose main process has no hook, a dead worker's end is seen here."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    dead = set()
+    for name in names:
+        if name.startswith(LIVE_GAUGE_PREFIX) and name.endswith(".db"):
+            number = name[: -len(".db")].rpartition("_")[2]
+            if number.isdigit() and (int(number) == os.getpid() or not is_running(int(number))):
+                dead.add(int(number))
+    for pid in sorted(dead):
+        worker_ended(pid)
+
+
+def is_running(pid: int) -> bool:
+    """Whether the process exists and has not ended (a zombie has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return True  # no /proc: it exists
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
+
+
+def worker_ended(pid: int) -> None:
+    """A worker that ended leaves prometheus_client's live gauges (as Gunicorn's child_exit hook does)."""
+    import importlib
+
+    try:
+        multiprocess = importlib.import_module("prometheus_client.multiprocess")
+    except ImportError:  # the app does not use prometheus_client
+        return
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        multiprocess.mark_process_dead(pid, directory)
+
+
+# <<< observing the workers
 
 
 def run_source_if_bytecode_is_stale(argv: Sequence[str]) -> None:
