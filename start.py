@@ -1350,7 +1350,7 @@ def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
     handlers: dict[str, Any] = {"error": log_handler(log_target(settings.error_log, facts), "ext://sys.stderr")}
     access = log_target(settings.access_log, facts)
     if access is not None:
-        handlers["access"] = log_handler(access, "ext://sys.stdout")
+        handlers["access"] = log_handler(access, "ext://sys.stdout", buffered=True)
         if settings.log_filters:
             handlers["access"]["filters"] = ["paths"]
     level = settings.log_level.upper()
@@ -2569,6 +2569,21 @@ def observe_source() -> str:
     return OBSERVE_HEADER + section_of_this_file(OBSERVE_BEGIN, OBSERVE_END)
 
 
+# The module of the access log's handler (ACCESS_HANDLER), imported where the access log goes to stdout.
+ACCESS_BEGIN = "# >>> the access log"
+ACCESS_END = "# <<< the access log"
+ACCESS_MODULE = "asgi_start_access"
+ACCESS_HEADER = (
+    '"""asgi-start: the access log\'s handler, in every server process; written by start.py. Do not edit."""\n\n'
+    "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
+    "    from typing import Any\n\n"
+)
+
+
+def access_source() -> str:
+    return ACCESS_HEADER + section_of_this_file(ACCESS_BEGIN, ACCESS_END)
+
+
 def runtime_module_source() -> str:
     """The section of this file that runs inside the servers, as the module `asgi_start`."""
     return RUNTIME_MODULE_HEADER + section_of_this_file(SERVER_SIDE_BEGIN, SERVER_SIDE_END)
@@ -2663,6 +2678,7 @@ def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
             (os.path.join(directory, LAYERED_CONFIG_NAME), layered_config_source()),
             (os.path.join(directory, KEEPER_MODULE + ".py"), keeper_source()),
             (os.path.join(directory, OBSERVE_MODULE + ".py"), observe_source()),
+            (os.path.join(directory, ACCESS_MODULE + ".py"), access_source()),
         ):
             write_if_changed(name, source)
             write_bytecode(name, source)
@@ -2971,13 +2987,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 TEXT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access", "granian.access")
+ACCESS_HANDLER = "asgi_start_access.access_handler"
 
 _LOG_CLASSES: dict[str, Any] = {}
+_UTC_SECOND: list[tuple[Any, str]] = [(None, "")]
 
 
-def log_handler(target: str | None, stream: str) -> dict[str, Any]:
+def log_handler(target: str | None, stream: str, buffered: bool = False) -> dict[str, Any]:
     if target is None:
         return {"class": "logging.NullHandler"}
+    if target == "-" and buffered:  # the access log, written in batches (module asgi_start_access)
+        return {"()": ACCESS_HANDLER, "formatter": "asgi_start", "stream": stream}
     if target == "-":
         return {"class": "logging.StreamHandler", "formatter": "asgi_start", "stream": stream}
     return {"class": "logging.FileHandler", "formatter": "asgi_start", "filename": target}
@@ -3011,22 +3031,20 @@ def granian_request_line_filter(**_: Any) -> Any:
 def iso_utc(created: float) -> str:
     import time
 
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    second, text = _UTC_SECOND[0]  # strftime costs more than the rest of a record: once a second
+    if int(created) != second:
+        _UTC_SECOND[0] = second, text = int(created), time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{text}.{int(created % 1 * 1000):03d}Z"
 
 
 def _dash_is_none(value: Any) -> Any:
     return None if value in ("-", "", None) else value
 
 
-def is_uvicorn_access(record: Any) -> bool:
-    """Uvicorn's access records carry (client, method, path with query, HTTP version, status)."""
-    return record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5
-
-
 def access_fields(record: Any) -> dict[str, Any] | None:
     """The structured fields of an access record, whichever server wrote it; None for other records."""
     args = record.args
-    if is_uvicorn_access(record):
+    if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
         # Uvicorn: (client, method, path with query, HTTP version, status); no duration, no user agent.
         client, method, full_path, version, status = args
         path, _, query = str(full_path).partition("?")
@@ -3073,22 +3091,14 @@ def access_fields(record: Any) -> dict[str, Any] | None:
     return None
 
 
-def access_path(record: Any) -> str | None:
-    args = record.args
-    if is_uvicorn_access(record):
-        return str(args[2]).partition("?")[0]
-    if hasattr(args, "get"):
-        path = args.get("path" if record.name == "granian.access" else "U")
-        return str(path) if path is not None else None
-    return None
-
-
 def _log_classes() -> dict[str, Any]:
     if _LOG_CLASSES:
         return _LOG_CLASSES
     import json
     import logging
     import sys
+
+    encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # json.dumps makes one per call
 
     class JsonFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -3117,11 +3127,17 @@ def _log_classes() -> dict[str, Any]:
                 entry["exception"] = record.exc_text
             if record.stack_info:
                 entry["stack"] = self.formatStack(record.stack_info)
-            return json.dumps(entry, ensure_ascii=False, default=str)
+            return encode(entry)
 
     class TextFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
             return one_line(super().format(record))
+
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            second, fmt, text = getattr(self, "second", (None, None, ""))  # as iso_utc: strftime once a second
+            if (second, fmt) != (int(record.created), datefmt):
+                self.second = int(record.created), datefmt, (text := super().formatTime(record, datefmt))
+            return str(text)
 
     class AccessPathFilter(logging.Filter):
         def __init__(self, paths: Sequence[str]) -> None:
@@ -3130,8 +3146,8 @@ def _log_classes() -> dict[str, Any]:
             self.prefixes = tuple(path.rstrip("/") + "/" for path in paths)
 
         def filter(self, record: logging.LogRecord) -> bool:
-            path = access_path(record)
-            return path is None or not (path in self.exact or path.startswith(self.prefixes))
+            path = (access_fields(record) or {}).get("path")
+            return path is None or not (str(path) in self.exact or str(path).startswith(self.prefixes))
 
     class GranianRequestLine(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
@@ -3303,10 +3319,9 @@ DEFAULT_TRUSTED_PROXIES = "127.0.0.1"
 OPTIONS_VARIABLE = "ASGI_START_OPTIONS"
 # ROOT_PATH as start.py parsed it, for the launcher's Uvicorn worker classes under Gunicorn.
 ROOT_PATH_VARIABLE = "ASGI_START_ROOT_PATH"
-# What each worker observes (`otel`, `metrics`); the OpenTelemetry sitecustomize taken off PYTHONPATH.
+# What each worker observes (`otel`, `metrics`), by the module asgi_start_observe.
 OBSERVE_VARIABLE = "ASGI_START_OBSERVE"
 OBSERVE_MODULE = "asgi_start_observe"
-OTEL_SITECUSTOMIZE_VARIABLE = "ASGI_START_OTEL_SITECUSTOMIZE"
 
 
 def _uvicorn_worker_with_root_path(name: str) -> Any:
@@ -3676,7 +3691,9 @@ def _follow_users_log_destinations(config: dict[str, Any], theirs: Mapping[str, 
             continue
         target = theirs[setting]
         filters = config["handlers"].get(handler, {}).get("filters")
-        config["handlers"][handler] = runtime.log_handler(target if isinstance(target, str) else None, stream)
+        config["handlers"][handler] = runtime.log_handler(
+            target if isinstance(target, str) else None, stream, buffered=handler == "access"
+        )
         if filters:
             config["handlers"][handler]["filters"] = filters
         for name in loggers:
@@ -4038,6 +4055,8 @@ def _keep_uvicorn_workers() -> None:
 LIVE_GAUGE_PREFIX = "gauge_live"
 # The server's main process, which never starts OpenTelemetry (set there by observe_workers).
 MAIN_PID_VARIABLE = "ASGI_START_MAIN_PID"
+# The OpenTelemetry sitecustomize directory start.py took off PYTHONPATH, for the app's own processes.
+OTEL_SITECUSTOMIZE_VARIABLE = "ASGI_START_OTEL_SITECUSTOMIZE"
 _STARTED: list[int] = []  # the process whose worker_started ran (a fork copies the list)
 
 
@@ -4141,7 +4160,7 @@ def start_opentelemetry() -> None:
     """
     import importlib
 
-    injected = os.environ.pop(importlib.import_module("asgi_start").OTEL_SITECUSTOMIZE_VARIABLE, "")
+    injected = os.environ.pop(OTEL_SITECUSTOMIZE_VARIABLE, "")
     if injected:  # the app's own processes are instrumented as the wrapped command asked
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (injected, os.environ.get("PYTHONPATH"))))
     given = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
@@ -4231,6 +4250,187 @@ def worker_ended(pid: int) -> None:
 
 
 # <<< observing the workers
+
+
+# --------------------------------------------------------------------------
+# The access log. Everything from the marker below to the end marker is
+# written out as the module `asgi_start_access`, which the logging
+# configuration names for the access log on stdout (the default); it stands
+# alone like the sections above.
+# --------------------------------------------------------------------------
+
+# >>> the access log
+# Records wait at most this long, or until this many characters wait, before one write: at most this much of
+# the log is lost when a worker is killed (SIGKILL, out of memory); a graceful stop loses nothing.
+FLUSH_SECONDS = 0.1
+FLUSH_CHARACTERS = 64 * 1024
+_HANDLERS: list[Any] = []  # every access handler of this process, flushed when a worker ends
+_CLASS: list[Any] = []
+
+
+def access_handler(stream: Any) -> Any:
+    """The access log's handler: the records formatted as they come, written in batches (see the README)."""
+    if not _CLASS:
+        _CLASS.append(_handler_class())
+    handler = _CLASS[0](stream)
+    _HANDLERS.append(handler)
+    return handler
+
+
+def flush_all() -> None:
+    for handler in list(_HANDLERS):
+        handler.flush()
+
+
+def _handler_class() -> Any:
+    import logging
+    import threading
+
+    class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+        """A StreamHandler that writes what gathered in one write call: a system call, and a wake-up of the
+        reader of a pipe (the container runtime), for each batch instead of each record.
+
+        Lines are formatted in the caller's context (trace ids, as they are) and
+        kept per process: a forked child drops what its parent had not written.
+        A thread writes them every FLUSH_SECONDS; the end of the process writes
+        the rest (logging's atexit, a multiprocessing child's finalizers, and
+        Uvicorn's shutdown, after which Uvicorn dies of the signal it caught).
+        """
+
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self.lines: list[str] = []
+            self.characters = 0
+            self.pid = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                line = self.format(record) + "\n"
+            except Exception:
+                self.handleError(record)
+                return
+            if self.pid != os.getpid():
+                self.started()
+            self.lines.append(line)
+            self.characters += len(line)
+            if self.characters >= FLUSH_CHARACTERS:
+                self.flush()
+
+        def flush(self) -> None:
+            with self.lock:  # type: ignore[union-attr]
+                if self.pid != os.getpid():
+                    self.lines, self.characters = [], 0  # a fork's copy: the parent writes them
+                elif self.lines:
+                    text, self.lines, self.characters = "".join(self.lines), [], 0
+                    try:
+                        self.stream.write(text)
+                        self.stream.flush()
+                    except Exception:
+                        self.handleError(logging.makeLogRecord({"msg": "access log: write failed"}))
+
+        def started(self) -> None:
+            """The first record of this process: its writer thread, its flush at the end, its fast path."""
+            import sys
+
+            self.pid, self.lines, self.characters = os.getpid(), [], 0
+            threading.Thread(target=self.write_every, args=(self.pid,), name="access log", daemon=True).start()
+            if "multiprocessing" in sys.modules and sys.modules["multiprocessing"].parent_process() is not None:
+                # Granian's forked worker ends with os._exit: no atexit, only multiprocessing's finalizers
+                sys.modules["multiprocessing"].util.Finalize(None, flush_all, exitpriority=10)
+            if "uvicorn.server" in sys.modules:
+                _flush_after_uvicorn_shutdown(sys.modules["uvicorn.server"].Server)
+            for name in ("gunicorn.access", "uvicorn.access", "hypercorn.access", "granian.access"):
+                logger = logging.getLogger(name)
+                if "info" not in vars(logger):
+                    logger.info = _fast_info(logger, type(self))  # type: ignore[method-assign]
+
+        def close(self) -> None:
+            self.flush()
+            self.pid = -1  # its writer thread ends
+            super().close()
+
+        def write_every(self, pid: int) -> None:
+            import time
+
+            while self.pid == pid:
+                time.sleep(FLUSH_SECONDS)
+                if self.lines:
+                    self.flush()
+
+    return BatchingHandler
+
+
+def _flush_after_uvicorn_shutdown(server_class: Any) -> None:
+    shutdown = server_class.shutdown
+    if getattr(shutdown, "flushes_access_log", False):
+        return
+
+    async def shutdown_then_flush(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await shutdown(self, *args, **kwargs)
+        finally:
+            flush_all()
+
+    shutdown_then_flush.flushes_access_log = True  # type: ignore[attr-defined]
+    server_class.shutdown = shutdown_then_flush
+
+
+def _fast_info(logger: Any, handler_class: Any) -> Any:
+    """logger.info for an access logger whose one handler is start.py's: the record made directly.
+
+    logging.LogRecord looks up the caller's frame, thread and process names for
+    each record, and the format start.py gives never shows them; what it shows
+    (time, level, logger, PID, message, the arguments) is all here. Any other
+    handler, a keyword argument, or the level turned off: logging's own way.
+    """
+    import logging
+    import time
+    from collections.abc import Mapping
+
+    plain = logging.Logger.info.__get__(logger)
+    record_class = logging.LogRecord
+    start = logging._startTime  # type: ignore[attr-defined]
+    start_seconds = start / 1e9 if isinstance(start, int) else start  # nanoseconds from Python 3.13
+    fixed = {
+        "levelname": "INFO",
+        "levelno": logging.INFO,
+        "pathname": "",
+        "filename": "",
+        "module": "",
+        "exc_info": None,
+        "exc_text": None,
+        "stack_info": None,
+        "lineno": 0,
+        "funcName": None,
+        "thread": None,
+        "threadName": None,
+        "processName": None,
+        "taskName": None,
+    }
+
+    def info(message: Any, *args: Any, **kwargs: Any) -> None:
+        handlers = logger.handlers
+        if kwargs or len(handlers) != 1 or type(handlers[0]) is not handler_class or handlers[0].level > 20:
+            plain(message, *args, **kwargs, stacklevel=kwargs.pop("stacklevel", 1) + 1)  # the caller is not here
+            return
+        if not logger.isEnabledFor(20):
+            return
+        # a mapping alone is taken as the arguments, as LogRecord does: Gunicorn's, Hypercorn's and Granian's atoms
+        arguments = args[0] if len(args) == 1 and isinstance(args[0], Mapping) and args[0] else args
+        created = time.time()
+        record = record_class.__new__(record_class)
+        record.__dict__.update(fixed)
+        record.name, record.msg, record.args, record.created = logger.name, message, arguments, created
+        record.msecs, record.relativeCreated = created % 1 * 1000, (created - start_seconds) * 1000
+        record.process = os.getpid()
+        if logger.filters and not logger.filter(record):
+            return
+        handlers[0].handle(record)
+
+    return info
+
+
+# <<< the access log
 
 
 def run_source_if_bytecode_is_stale(argv: Sequence[str]) -> None:
