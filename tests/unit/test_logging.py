@@ -7,6 +7,7 @@ import json
 import logging
 import logging.config
 import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -415,3 +416,17 @@ def test_a_forked_child_drops_what_its_parent_had_not_written(tmp_path):
     with open(read) as pipe:
         lines = pipe.read().splitlines()
     assert sorted(line.split(" ")[4] for line in lines) == ["child", "parent"]  # each written once
+
+
+def test_the_access_module_stands_alone(tmp_path):
+    source = start.access_source()
+    assert "def parse_settings" not in source and "VARIABLES" not in source
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff is not installed beside this interpreter (the Python 3.9 image run)")
+    written = tmp_path / "asgi_start_access.py"
+    written.write_text(source)
+    check = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--select", "F821,F401,F811", str(written)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
