@@ -4329,7 +4329,7 @@ def _handler_class() -> Any:
                         self.handleError(logging.makeLogRecord({"msg": "access log: write failed"}))
 
         def started(self) -> None:
-            """The first record of this process: its writer thread, its flush at the end, its fast path."""
+            """The first record of this process: its writer thread, and its flush at the end."""
             import sys
 
             self.pid, self.lines, self.characters = os.getpid(), [], 0
@@ -4339,10 +4339,6 @@ def _handler_class() -> Any:
                 sys.modules["multiprocessing"].util.Finalize(None, flush_all, exitpriority=10)
             if "uvicorn.server" in sys.modules:
                 _flush_after_uvicorn_shutdown(sys.modules["uvicorn.server"].Server)
-            for name in ("gunicorn.access", "uvicorn.access", "hypercorn.access", "granian.access"):
-                logger = logging.getLogger(name)
-                if "info" not in vars(logger):
-                    logger.info = _fast_info(logger, type(self))  # type: ignore[method-assign]
 
         def close(self) -> None:
             self.flush()
@@ -4373,61 +4369,6 @@ def _flush_after_uvicorn_shutdown(server_class: Any) -> None:
 
     shutdown_then_flush.flushes_access_log = True  # type: ignore[attr-defined]
     server_class.shutdown = shutdown_then_flush
-
-
-def _fast_info(logger: Any, handler_class: Any) -> Any:
-    """logger.info for an access logger whose one handler is start.py's: the record made directly.
-
-    logging.LogRecord looks up the caller's frame, thread and process names for
-    each record, and the format start.py gives never shows them; what it shows
-    (time, level, logger, PID, message, the arguments) is all here. Any other
-    handler, a keyword argument, or the level turned off: logging's own way.
-    """
-    import logging
-    import time
-    from collections.abc import Mapping
-
-    plain = logging.Logger.info.__get__(logger)
-    record_class = logging.LogRecord
-    start = logging._startTime  # type: ignore[attr-defined]
-    start_seconds = start / 1e9 if isinstance(start, int) else start  # nanoseconds from Python 3.13
-    fixed = {
-        "levelname": "INFO",
-        "levelno": logging.INFO,
-        "pathname": "",
-        "filename": "",
-        "module": "",
-        "exc_info": None,
-        "exc_text": None,
-        "stack_info": None,
-        "lineno": 0,
-        "funcName": None,
-        "thread": None,
-        "threadName": None,
-        "processName": None,
-        "taskName": None,
-    }
-
-    def info(message: Any, *args: Any, **kwargs: Any) -> None:
-        handlers = logger.handlers
-        if kwargs or len(handlers) != 1 or type(handlers[0]) is not handler_class or handlers[0].level > 20:
-            plain(message, *args, **kwargs, stacklevel=kwargs.pop("stacklevel", 1) + 1)  # the caller is not here
-            return
-        if not logger.isEnabledFor(20):
-            return
-        # a mapping alone is taken as the arguments, as LogRecord does: Gunicorn's, Hypercorn's and Granian's atoms
-        arguments = args[0] if len(args) == 1 and isinstance(args[0], Mapping) and args[0] else args
-        created = time.time()
-        record = record_class.__new__(record_class)
-        record.__dict__.update(fixed)
-        record.name, record.msg, record.args, record.created = logger.name, message, arguments, created
-        record.msecs, record.relativeCreated = created % 1 * 1000, (created - start_seconds) * 1000
-        record.process = os.getpid()
-        if logger.filters and not logger.filter(record):
-            return
-        handlers[0].handle(record)
-
-    return info
 
 
 # <<< the access log
