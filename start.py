@@ -76,7 +76,7 @@ PACKAGE_OF_MODULE = {
 }
 # Gunicorn hooks a setting asked for, said in a warning when no config file can carry them.
 HOOK_PURPOSE = {
-    "child_exit": "exited workers are not marked dead in PROMETHEUS_MULTIPROC_DIR",
+    "child_exit": "a worker killed in PROMETHEUS_MULTIPROC_DIR is marked dead only when its replacement starts",
     "when_ready": "the preloaded app's objects are not frozen (gc.freeze), so workers copy more of its memory",
 }
 # The hand-over's option for the servers that fork their workers (Gunicorn, Granian): a forked worker
@@ -529,7 +529,7 @@ TIMES = "Time limits"
 LOGS = "Logs"
 CLASSES = "Worker class and config files"
 PRESTART = "Pre-start and health check"
-METRICS = "Metrics"
+METRICS = "Metrics and traces"
 
 
 # Granian's units and ranges for settings it takes under another name.
@@ -676,7 +676,8 @@ VARIABLES = (
     Var("HYPERCORN_CONF", parse_path, None, "Hypercorn config (a path, `file:` path, `python:` module, or a `.toml` file)", CLASSES, shown="`hypercorn_conf.py`, else `app/hypercorn_conf.py`, else the default beside start.py"),
     Var("GUNICORN_CMD_ARGS", parse_text, None, "read by Gunicorn itself; wins over the config file", CLASSES),
     Var("SERVER_ARGS", parse_server_args, None, "extra arguments for whichever server runs, split as a POSIX shell splits words (never run by one); after start.py’s own, before those given after `--`", CLASSES),
-    Var("PROMETHEUS_MULTIPROC_DIR", parse_path, None, "prometheus_client’s multiprocess directory: created if missing and emptied of an earlier run’s metric files before the server starts; under Gunicorn a worker that exits is marked dead, so live gauges count live workers only", METRICS),
+    Var("PROMETHEUS_MULTIPROC_DIR", parse_path, None, "prometheus_client’s multiprocess directory: created if missing and emptied of an earlier run’s metric files before the server starts; a worker that exits is marked dead under every server, so live gauges count live workers only (see “Metrics with several workers”)", METRICS),
+    Var("OTEL_AUTO_INSTRUMENT", parse_bool, "false", "OpenTelemetry auto-instrumentation (`opentelemetry-distro`) started in every worker after it is forked or spawned, never in the server’s main process, each worker with its own `service.instance.id`; the SDK reads its own `OTEL_*` variables. A command wrapped in `opentelemetry-instrument`, or the Operator’s injected `sitecustomize`, is moved to the workers the same way (see “OpenTelemetry”)", METRICS),
     Var("PRE_START_PATH", parse_path, None, "run before the server: `.py` with start.py’s interpreter, `.sh` with `sh`, else executed directly; a non-zero exit stops the start with that status; a path given here must exist", PRESTART, shown="`prestart.py`, else `prestart.sh`, if present"),
     Var("HEALTHCHECK_PATH", parse_http_path, "/", "path requested by `start.py --healthcheck` (the image’s HEALTHCHECK); healthy below status 500", PRESTART),
 )
@@ -692,6 +693,7 @@ class Settings:
         self.given = frozenset(given)  # names set in the environment (not defaults)
         self.names = dict(names)  # the name each given variable was set under, where an alias was used
         self.not_read: list[str] = []  # set variables of NOT_READ
+        self.python_path: str | None = None  # PYTHONPATH as given
 
     def __getattr__(self, attribute: str) -> Any:
         """Each variable of the table by its lower-case name (`settings.web_concurrency`), as Gunicorn's
@@ -778,6 +780,7 @@ def parse_settings(environ: Mapping[str, str], problems: list[str] | None = None
         values[var.name] = None if var.default is None else var.parse(var.default)
     settings = Settings(values, given, names)
     settings.not_read = [name for name in NOT_READ if environ.get(name, "").strip()]
+    settings.python_path = environ.get("PYTHONPATH")  # where an OpenTelemetry sitecustomize may be injected
     check_combinations(settings, collected)
     # The launcher's default goes to every server (older Gunicorns and Uvicorns trust 127.0.0.1 alone): a
     # proxy reaching HOST=:: over ::1 is as local as one over 127.0.0.1.
@@ -1391,7 +1394,7 @@ def logging_dict(settings: Settings, facts: Facts) -> dict[str, Any]:
     handlers: dict[str, Any] = {"error": log_handler(log_target(settings.error_log, facts), "ext://sys.stderr")}
     access = log_target(settings.access_log, facts)
     if access is not None:
-        handlers["access"] = log_handler(access, "ext://sys.stdout")
+        handlers["access"] = log_handler(access, "ext://sys.stdout", buffered=True)
         if settings.log_filters:
             handlers["access"]["filters"] = ["paths"]
     level = settings.log_level.upper()
@@ -2015,6 +2018,51 @@ def gunicorn_hooks(settings: Settings) -> dict[str, str]:
     return hooks
 
 
+# The directory of opentelemetry-instrumentation's sitecustomize, which `opentelemetry-instrument` and the
+# OpenTelemetry Operator put on PYTHONPATH so that every Python process instruments itself at start.
+OTEL_SITECUSTOMIZE_DIR = os.path.join("opentelemetry", "instrumentation", "auto_instrumentation")
+
+
+def otel_sitecustomize_dirs(python_path: str | None) -> list[str]:
+    """The entries of PYTHONPATH holding OpenTelemetry's auto-instrumenting sitecustomize."""
+    return [
+        entry
+        for entry in (python_path or "").split(os.pathsep)
+        if os.path.normpath(entry).endswith(os.sep + OTEL_SITECUSTOMIZE_DIR)
+        and os.path.isfile(os.path.join(entry, "sitecustomize.py"))
+    ]
+
+
+def observing(settings: Settings, facts: Facts, problems: list[str]) -> dict[str, str]:
+    """What the server's processes are told to observe in each worker (see the module asgi_start_observe).
+
+    OpenTelemetry's sitecustomize would start the SDK in the server's main
+    process, whose workers then inherit a provider and a resource made before
+    the fork (or, spawned, start their own only by chance): it is taken off
+    the server's PYTHONPATH, and each worker starts the same auto-instrumentation
+    itself, then puts it back for the processes the app starts.
+    """
+    kinds = ["metrics"] if settings.prometheus_multiproc_dir else []
+    env: dict[str, str] = {}
+    injected = otel_sitecustomize_dirs(settings.python_path)
+    if injected:
+        kinds.append("otel")
+        env["PYTHONPATH"] = os.pathsep.join(
+            entry for entry in (settings.python_path or "").split(os.pathsep) if entry not in injected
+        )
+        env[OTEL_SITECUSTOMIZE_VARIABLE] = injected[0]
+    elif settings.otel_auto_instrument:
+        kinds.append("otel")
+        if facts.version("opentelemetry-instrumentation") == (0,):
+            problems.append(
+                f"OTEL_AUTO_INSTRUMENT=true needs opentelemetry-distro, which is not installed for {sys.executable}: "
+                "pip install opentelemetry-distro opentelemetry-exporter-otlp"
+            )
+    if kinds:
+        env[OBSERVE_VARIABLE] = ",".join(kinds)
+    return env
+
+
 def config_file_options(server: str, settings: Settings, facts: Facts, options: list[Option]) -> dict[str, Any]:
     """What a config file sets: the options with a key, Gunicorn's hooks by name, the logging dictionary."""
     config = as_config(options)
@@ -2363,6 +2411,7 @@ def plan_launch(settings: Settings, facts: Facts, extra: Sequence[str] = (), pro
         # Granian recycles its workers itself (its flags); the keeper does it in the other servers' main process
         recycling = {"max_memory": settings.worker_max_memory, "lifetime": settings.worker_lifetime}
         launch.env[RECYCLE_VARIABLE] = to_json(recycling, sort_keys=True)
+    launch.env.update(observing(settings, facts, collected))
     if problems is None and len(collected) > first:
         raise ConfigError(collected[first:])
     bind = settings.binds + (settings.insecure_binds + (settings.quic_bind or []) if server == "hypercorn" else [])
@@ -2618,8 +2667,38 @@ KEEPER_MODULE = "asgi_start_workers"
 KEEPER_HEADER = (
     '"""asgi-start: what keeps the server\'s workers, in its main process; written by start.py. Do not edit."""\n\n'
     "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
+    "    from collections.abc import Sequence\n    from typing import Any\n\n"
+)
+
+
+# The module every worker imports when start.py asks it to observe (OBSERVE_VARIABLE; OBSERVE_MODULE).
+OBSERVE_BEGIN = "# >>> observing the workers"
+OBSERVE_END = "# <<< observing the workers"
+OBSERVE_HEADER = (
+    '"""asgi-start: what each worker observes, OpenTelemetry and prometheus_client; written by start.py. '
+    'Do not edit."""\n\n'
+    "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
     "    from typing import Any\n\n"
 )
+
+
+def observe_source() -> str:
+    return OBSERVE_HEADER + section_of_this_file(OBSERVE_BEGIN, OBSERVE_END)
+
+
+# The module of the access log's handler (ACCESS_HANDLER), imported where the access log goes to stdout.
+ACCESS_BEGIN = "# >>> the access log"
+ACCESS_END = "# <<< the access log"
+ACCESS_MODULE = "asgi_start_access"
+ACCESS_HEADER = (
+    '"""asgi-start: the access log\'s handler, in every server process; written by start.py. Do not edit."""\n\n'
+    "from __future__ import annotations\n\nimport os\n\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n"
+    "    from typing import Any\n\n"
+)
+
+
+def access_source() -> str:
+    return ACCESS_HEADER + section_of_this_file(ACCESS_BEGIN, ACCESS_END)
 
 
 def runtime_module_source() -> str:
@@ -2715,6 +2794,8 @@ def prepare_runtime(directory: str, files: Mapping[str, str]) -> None:
             (module, runtime_module_source()),
             (os.path.join(directory, LAYERED_CONFIG_NAME), layered_config_source()),
             (os.path.join(directory, KEEPER_MODULE + ".py"), keeper_source()),
+            (os.path.join(directory, OBSERVE_MODULE + ".py"), observe_source()),
+            (os.path.join(directory, ACCESS_MODULE + ".py"), access_source()),
         ):
             write_if_changed(name, source)
             write_bytecode(name, source)
@@ -3023,13 +3104,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 TEXT_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access", "hypercorn.access", "granian.access")
+ACCESS_HANDLER = "asgi_start_access.access_handler"
 
 _LOG_CLASSES: dict[str, Any] = {}
+_UTC_SECOND: list[tuple[Any, str]] = [(None, "")]
 
 
-def log_handler(target: str | None, stream: str) -> dict[str, Any]:
+def log_handler(target: str | None, stream: str, buffered: bool = False) -> dict[str, Any]:
     if target is None:
         return {"class": "logging.NullHandler"}
+    if target == "-" and buffered:  # the access log, written in batches (module asgi_start_access)
+        return {"()": ACCESS_HANDLER, "formatter": "asgi_start", "stream": stream}
     if target == "-":
         return {"class": "logging.StreamHandler", "formatter": "asgi_start", "stream": stream}
     return {"class": "logging.FileHandler", "formatter": "asgi_start", "filename": target}
@@ -3063,22 +3148,20 @@ def granian_request_line_filter(**_: Any) -> Any:
 def iso_utc(created: float) -> str:
     import time
 
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    second, text = _UTC_SECOND[0]  # strftime costs more than the rest of a record: once a second
+    if int(created) != second:
+        _UTC_SECOND[0] = second, text = int(created), time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{text}.{int(created % 1 * 1000):03d}Z"
 
 
 def _dash_is_none(value: Any) -> Any:
     return None if value in ("-", "", None) else value
 
 
-def is_uvicorn_access(record: Any) -> bool:
-    """Uvicorn's access records carry (client, method, path with query, HTTP version, status)."""
-    return record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5
-
-
 def access_fields(record: Any) -> dict[str, Any] | None:
     """The structured fields of an access record, whichever server wrote it; None for other records."""
     args = record.args
-    if is_uvicorn_access(record):
+    if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
         # Uvicorn: (client, method, path with query, HTTP version, status); no duration, no user agent.
         client, method, full_path, version, status = args
         path, _, query = str(full_path).partition("?")
@@ -3125,21 +3208,14 @@ def access_fields(record: Any) -> dict[str, Any] | None:
     return None
 
 
-def access_path(record: Any) -> str | None:
-    args = record.args
-    if is_uvicorn_access(record):
-        return str(args[2]).partition("?")[0]
-    if hasattr(args, "get"):
-        path = args.get("path" if record.name == "granian.access" else "U")
-        return str(path) if path is not None else None
-    return None
-
-
 def _log_classes() -> dict[str, Any]:
     if _LOG_CLASSES:
         return _LOG_CLASSES
     import json
     import logging
+    import sys
+
+    encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # json.dumps makes one per call
 
     class JsonFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -3158,17 +3234,27 @@ def _log_classes() -> dict[str, Any]:
                 message, marker, trace = entry["message"].partition("\nTraceback (most recent call last):\n")
                 if marker:
                     entry["message"], record.exc_text = message, marker.lstrip("\n") + trace
+            trace = sys.modules.get("opentelemetry.trace")  # written inside a span: the ids of its trace
+            span = trace.get_current_span().get_span_context() if trace else None
+            if span and span.is_valid:
+                entry["trace_id"], entry["span_id"] = format(span.trace_id, "032x"), format(span.span_id, "016x")
             if record.exc_info:
                 record.exc_text = record.exc_text or self.formatException(record.exc_info)
             if record.exc_text:
                 entry["exception"] = record.exc_text
             if record.stack_info:
                 entry["stack"] = self.formatStack(record.stack_info)
-            return json.dumps(entry, ensure_ascii=False, default=str)
+            return encode(entry)
 
     class TextFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
             return one_line(super().format(record))
+
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            second, fmt, text = getattr(self, "second", (None, None, ""))  # as iso_utc: strftime once a second
+            if (second, fmt) != (int(record.created), datefmt):
+                self.second = int(record.created), datefmt, (text := super().formatTime(record, datefmt))
+            return str(text)
 
     class AccessPathFilter(logging.Filter):
         def __init__(self, paths: Sequence[str]) -> None:
@@ -3177,8 +3263,8 @@ def _log_classes() -> dict[str, Any]:
             self.prefixes = tuple(path.rstrip("/") + "/" for path in paths)
 
         def filter(self, record: logging.LogRecord) -> bool:
-            path = access_path(record)
-            return path is None or not (path in self.exact or path.startswith(self.prefixes))
+            path = (access_fields(record) or {}).get("path")
+            return path is None or not (str(path) in self.exact or str(path).startswith(self.prefixes))
 
     class GranianRequestLine(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
@@ -3227,31 +3313,12 @@ def hand_over(argv: Sequence[str]) -> None:
     signals.pthread_sigmask(signals.SIG_UNBLOCK, {signals.SIGTERM})
     if fork_guard:
         _guard_forked_workers(os.getpid())
-    if args[0] == "gunicorn":
-        _reexec_through_hand_over(argv)
     if args[0] in ("gunicorn", "hypercorn", "uvicorn", "granian"):
-        import importlib
-
-        importlib.import_module("asgi_start_workers").keep_workers(args[0])
+        __import__("asgi_start_workers").keep_workers(args[0], argv)
+    if os.environ.get(OBSERVE_VARIABLE):
+        __import__(OBSERVE_MODULE).observe_workers(args[0])
     sys.argv = args  # run_module puts the module's path in argv[0], as `python -m` does
     runpy.run_module(args[0], run_name="__main__", alter_sys=True)
-
-
-def _reexec_through_hand_over(argv: Sequence[str]) -> None:
-    """Gunicorn re-executes itself on SIGUSR2 with its own argv: through the hand-over again, so that the
-    new master finds this runtime and gets the same guards (Gunicorn lets START_CTX be changed for this)."""
-    import importlib
-    import sys
-
-    arbiter_class: Any = importlib.import_module("gunicorn.arbiter").Arbiter
-    setup = arbiter_class.__init__
-    again = [sys.executable, os.path.abspath(sys.argv[0]), *argv]  # sys.argv: still hand_over.py's
-
-    def __init__(self: Any, app: Any) -> None:
-        setup(self, app)
-        self.START_CTX["args"] = list(again)
-
-    arbiter_class.__init__ = __init__
 
 
 def _guard_forked_workers(server_pid: int) -> None:
@@ -3351,6 +3418,9 @@ OPTIONS_VARIABLE = "ASGI_START_OPTIONS"
 # ROOT_PATH as start.py parsed it, for the launcher's Uvicorn worker classes under Gunicorn.
 ROOT_PATH_VARIABLE = "ASGI_START_ROOT_PATH"
 HTTP2_VARIABLE = "ASGI_START_HTTP2"  # `on` for the launcher's Uvicorn worker classes, `off` for Hypercorn's h2c
+# What each worker observes (`otel`, `metrics`), by the module asgi_start_observe.
+OBSERVE_VARIABLE = "ASGI_START_OBSERVE"
+OBSERVE_MODULE = "asgi_start_observe"
 
 
 def _uvicorn_worker_with_root_path(name: str) -> Any:
@@ -3387,6 +3457,8 @@ def proxied_app() -> Any:
 
         importlib.import_module("hypercorn.protocol.h11").H11Protocol._check_protocol = lambda *_: asyncio.sleep(0)
 
+    if os.environ.get(OBSERVE_VARIABLE):  # this worker's OpenTelemetry and metrics, before the app (see hand_over)
+        __import__(OBSERVE_MODULE).worker_started()
     app = _load_app(os.environ[WRAPPED_APP_VARIABLE])
     import inspect
 
@@ -3405,6 +3477,8 @@ def granian_app() -> Any:
     in a row is a crash loop to it).
     """
     _stop_granian_workers_once()
+    if os.environ.get(OBSERVE_VARIABLE):
+        __import__(OBSERVE_MODULE).worker_started()
     target = os.environ[WRAPPED_APP_VARIABLE]
     try:
         app = _load_app(target, hypercorn=False)
@@ -3583,13 +3657,7 @@ class ProxyHeaders:
 
 def gunicorn_child_exit(server: Any, worker: Any) -> None:
     """Gunicorn's child_exit hook: an exited worker's live gauges leave prometheus_client's sums."""
-    import importlib
-
-    try:
-        multiprocess = importlib.import_module("prometheus_client.multiprocess")
-    except ImportError:  # the app does not use prometheus_client
-        return
-    multiprocess.mark_process_dead(worker.pid)
+    __import__(OBSERVE_MODULE).worker_ended(worker.pid)
 
 
 def gunicorn_when_ready(server: Any) -> None:
@@ -3728,7 +3796,9 @@ def _follow_users_log_destinations(config: dict[str, Any], theirs: Mapping[str, 
             continue
         target = theirs[setting]
         filters = config["handlers"].get(handler, {}).get("filters")
-        config["handlers"][handler] = runtime.log_handler(target if isinstance(target, str) else None, stream)
+        config["handlers"][handler] = runtime.log_handler(
+            target if isinstance(target, str) else None, stream, buffered=handler == "access"
+        )
         if filters:
             config["handlers"][handler]["filters"] = filters
         for name in loggers:
@@ -3838,7 +3908,7 @@ def resident_memory(pid: int) -> int | None:
         return None
 
 
-def keep_workers(server: str) -> None:
+def keep_workers(server: str, argv: Sequence[str] = ()) -> None:
     """Before the server's module runs: its main process replaces a dead worker, logs it, and
     exits non-zero when workers die in a loop (Hypercorn 0.18 stopped altogether, with status 0;
     Uvicorn replaced workers that died on every start for ever, and exited 0 after a failed startup;
@@ -3849,6 +3919,7 @@ def keep_workers(server: str) -> None:
         _keep_uvicorn_workers()
         _read_before_closing()  # Uvicorn in one process; its spawned workers: see run_uvicorn_worker
     elif server == "gunicorn":
+        _reexec_through_hand_over(argv)
         _halt_gunicorn_once()
         _recycle_gunicorn_workers()
         _read_before_closing()  # inherited by the forked Uvicorn workers
@@ -3887,6 +3958,23 @@ def run_uvicorn_worker(target: Any, *args: Any, **kwargs: Any) -> None:
     """A spawned Uvicorn worker's target (see _keep_uvicorn_workers): its graceful stop reads first."""
     _read_before_closing()
     target(*args, **kwargs)
+
+
+def _reexec_through_hand_over(argv: Sequence[str]) -> None:
+    """Gunicorn re-executes itself on SIGUSR2 with its own argv: through the hand-over again, so that the
+    new master finds this runtime and gets the same guards (Gunicorn lets START_CTX be changed for this)."""
+    import importlib
+    import sys
+
+    arbiter_class: Any = importlib.import_module("gunicorn.arbiter").Arbiter
+    setup = arbiter_class.__init__
+    again = [sys.executable, os.path.abspath(sys.argv[0]), *argv]  # sys.argv: still hand_over.py's
+
+    def __init__(self: Any, app: Any) -> None:
+        setup(self, app)
+        self.START_CTX["args"] = list(again)
+
+    arbiter_class.__init__ = __init__
 
 
 def _signal_safe_granian_main() -> None:
@@ -3961,6 +4049,12 @@ def _recycle_gunicorn_workers() -> None:
             self.kill_worker(pid, signal.SIGTERM)
 
     arbiter_class.murder_workers = murder_and_recycle
+
+
+def _worker_ended(pid: int | None) -> None:
+    """PROMETHEUS_MULTIPROC_DIR: a worker that ended leaves the live gauges (see asgi_start_observe)."""
+    if pid and "metrics" in os.environ.get("ASGI_START_OBSERVE", "").split(","):
+        __import__("asgi_start_observe").worker_ended(pid)
 
 
 def how_it_ended(exitcode: int | None) -> str:
@@ -4153,6 +4247,7 @@ class HypercornWorkers:
 
         worker = self.workers.pop(sentinel)
         worker.process.join()
+        _worker_ended(worker.process.pid)
         if self.stopping or worker.stopped_on_purpose:
             if worker.replace and not self.stopping:
                 self.start_worker()
@@ -4242,6 +4337,7 @@ def _keep_uvicorn_workers() -> None:
             hung = process.process.is_alive()
             process.kill()
             process.join()
+            _worker_ended(process.pid)
             if self.should_exit.is_set():
                 return
             age = time.monotonic() - getattr(process, "started_at", time.monotonic())
@@ -4271,6 +4367,7 @@ def _keep_uvicorn_workers() -> None:
             deaths.replaced(process.pid, process.process.exitcode, age, replacement.pid)
         for old in [old for old in draining if not old.process.is_alive()]:
             old.join()
+            _worker_ended(old.pid)
             draining.remove(old)
         if recycler and not draining:
             recycle(self, recycler)
@@ -4303,6 +4400,338 @@ def _keep_uvicorn_workers() -> None:
 
 
 # <<< the worker keeper
+
+
+# --------------------------------------------------------------------------
+# Observing the workers. Everything from the marker below to the end marker
+# is written out as the module `asgi_start_observe`, imported only by the
+# processes of a server that start.py asked to observe its workers
+# (OTEL_AUTO_INSTRUMENT or an injected OpenTelemetry sitecustomize, and
+# PROMETHEUS_MULTIPROC_DIR); it stands alone like the sections above.
+# --------------------------------------------------------------------------
+
+# >>> observing the workers
+# prometheus_client's live gauges: `gauge_<mode>_<pid>.db` with one of these modes.
+LIVE_GAUGE_PREFIX = "gauge_live"
+# The server's main process, which never starts OpenTelemetry (set there by observe_workers).
+MAIN_PID_VARIABLE = "ASGI_START_MAIN_PID"
+# The OpenTelemetry sitecustomize directory start.py took off PYTHONPATH, for the app's own processes.
+OTEL_SITECUSTOMIZE_VARIABLE = "ASGI_START_OTEL_SITECUSTOMIZE"
+_STARTED: list[int] = []  # the process whose worker_started ran (a fork copies the list)
+
+
+def _observing() -> list[str]:
+    import importlib
+
+    return os.environ.get(importlib.import_module("asgi_start").OBSERVE_VARIABLE, "").split(",")
+
+
+def observe_workers(server: str) -> None:
+    """In the server's main process, before its module runs: every worker it starts calls worker_started
+    before it imports the app. Hypercorn's and Granian's do it in start.py's app wrappers."""
+    import importlib
+
+    if server in ("hypercorn", "granian"):  # their main process may load the app through the wrapper (a reloader)
+        os.environ[MAIN_PID_VARIABLE] = str(os.getpid())
+    if server == "gunicorn":
+        worker_class: Any = importlib.import_module("gunicorn.workers.base").Worker
+        init_process = worker_class.init_process
+
+        def init_process_observed(self: Any) -> None:
+            worker_started()
+            init_process(self)
+
+        worker_class.init_process = init_process_observed
+    elif server == "uvicorn":
+        # Spawned workers (--workers, --reload) unpickle their target by name: this module's, which runs
+        # Uvicorn's own in the worker. With one worker Uvicorn serves in its main process: that is the worker.
+        spawning: Any = importlib.import_module("uvicorn._subprocess")
+        spawning.subprocess_started = uvicorn_subprocess_started
+        server_class: Any = importlib.import_module("uvicorn.server").Server
+        run = server_class.run
+
+        def run_observed(self: Any, sockets: Any = None) -> None:
+            worker_started()
+            run(self, sockets)
+
+        server_class.run = run_observed
+
+
+def uvicorn_subprocess_started(**kwargs: Any) -> None:
+    """A spawned Uvicorn worker's first code, then Uvicorn's own (uvicorn._subprocess.subprocess_started)."""
+    import importlib
+
+    worker_started()
+    importlib.import_module("uvicorn._subprocess").subprocess_started(**kwargs)
+
+
+def worker_started() -> None:
+    """In a worker, before it imports the app: prometheus_client's files of dead workers swept, OpenTelemetry
+    started; and at the worker's end, its providers flushed and its live gauges removed."""
+    if os.getpid() in _STARTED or os.environ.get(MAIN_PID_VARIABLE) == str(os.getpid()):
+        return
+    _STARTED[:] = [os.getpid()]
+    observing = _observing()
+    if "metrics" in observing:
+        sweep_dead_workers(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    if "otel" in observing:
+        start_opentelemetry()
+    import atexit
+    import importlib
+    import sys
+
+    atexit.register(worker_ends)
+    if "multiprocessing" in sys.modules and sys.modules["multiprocessing"].parent_process() is not None:
+        # a multiprocessing child (Granian's forked worker) ends with os._exit: no atexit, only its finalizers
+        importlib.import_module("multiprocessing.util").Finalize(None, worker_ends, exitpriority=0)
+    if "uvicorn" in sys.modules:
+        _end_after_uvicorn_shutdown(importlib.import_module("uvicorn.server").Server)
+
+
+def _end_after_uvicorn_shutdown(server_class: Any) -> None:
+    """Uvicorn, once shut down, raises again the SIGTERM it caught, and the worker dies of it (no atexit)."""
+    shutdown = server_class.shutdown
+
+    async def shutdown_then_end(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await shutdown(self, *args, **kwargs)
+        finally:
+            worker_ends()
+
+    server_class.shutdown = shutdown_then_end
+
+
+def worker_ends() -> None:
+    if os.getpid() not in _STARTED:
+        return
+    _STARTED.clear()
+    observing = _observing()
+    if "otel" in observing:
+        stop_opentelemetry()
+    if "metrics" in observing:
+        worker_ended(os.getpid())
+
+
+def start_opentelemetry() -> None:
+    """opentelemetry-instrumentation's auto-instrumentation, as its sitecustomize runs it, in this worker.
+
+    The resource gets a service.instance.id of this worker's own: a random one,
+    or the one given (the Operator gives one per container) with the PID after it.
+    """
+    import importlib
+
+    injected = os.environ.pop(OTEL_SITECUSTOMIZE_VARIABLE, "")
+    if injected:  # the app's own processes are instrumented as the wrapped command asked
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (injected, os.environ.get("PYTHONPATH"))))
+    given = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
+    os.environ["OTEL_RESOURCE_ATTRIBUTES"] = with_instance_id(given or "", os.getpid())
+    try:
+        importlib.import_module("opentelemetry.instrumentation.auto_instrumentation").initialize()
+    finally:
+        if given is None:
+            del os.environ["OTEL_RESOURCE_ATTRIBUTES"]
+        else:
+            os.environ["OTEL_RESOURCE_ATTRIBUTES"] = given
+
+
+def with_instance_id(attributes: str, pid: int) -> str:
+    """OTEL_RESOURCE_ATTRIBUTES (`key=value,...`) with a service.instance.id for the worker `pid`."""
+    import uuid
+
+    pairs = [pair for pair in attributes.split(",") if pair.strip()]
+    given = [
+        pair.partition("=")[2].strip() for pair in pairs if pair.partition("=")[0].strip() == "service.instance.id"
+    ]
+    others = [pair for pair in pairs if pair.partition("=")[0].strip() != "service.instance.id"]
+    instance = f"{given[-1]}-{pid}" if given and given[-1] else str(uuid.uuid4())
+    return ",".join([*others, f"service.instance.id={instance}"])
+
+
+def stop_opentelemetry() -> None:
+    """Every provider the SDK set flushed and shut down (the SDK's own atexit handlers then do nothing)."""
+    import contextlib
+    import importlib
+
+    for module, getter in (
+        ("opentelemetry.trace", "get_tracer_provider"),
+        ("opentelemetry.metrics", "get_meter_provider"),
+        ("opentelemetry._logs", "get_logger_provider"),
+    ):
+        with contextlib.suppress(Exception):
+            provider = getattr(importlib.import_module(module), getter)()
+            if hasattr(provider, "shutdown"):  # the API's proxies have none: nothing was set up
+                provider.shutdown()
+
+
+def sweep_dead_workers(directory: str) -> None:
+    """The live gauges of processes that are gone (and of an earlier process with this PID, which this worker
+    has not written to yet): under Granian, whose main process has no hook, a dead worker's end is seen here."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    dead = set()
+    for name in names:
+        if name.startswith(LIVE_GAUGE_PREFIX) and name.endswith(".db"):
+            number = name[: -len(".db")].rpartition("_")[2]
+            if number.isdigit() and (int(number) == os.getpid() or not is_running(int(number))):
+                dead.add(int(number))
+    for pid in sorted(dead):
+        worker_ended(pid)
+
+
+def is_running(pid: int) -> bool:
+    """Whether the process exists and has not ended (a zombie has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return True  # no /proc: it exists
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
+
+
+def worker_ended(pid: int) -> None:
+    """A worker that ended leaves prometheus_client's live gauges (as Gunicorn's child_exit hook does)."""
+    import importlib
+
+    try:
+        multiprocess = importlib.import_module("prometheus_client.multiprocess")
+    except ImportError:  # the app does not use prometheus_client
+        return
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        multiprocess.mark_process_dead(pid, directory)
+
+
+# <<< observing the workers
+
+
+# --------------------------------------------------------------------------
+# The access log. Everything from the marker below to the end marker is
+# written out as the module `asgi_start_access`, which the logging
+# configuration names for the access log on stdout (the default); it stands
+# alone like the sections above.
+# --------------------------------------------------------------------------
+
+# >>> the access log
+# Records wait at most this long, or until this many characters wait, before one write: at most this much of
+# the log is lost when a worker is killed (SIGKILL, out of memory); a graceful stop loses nothing.
+FLUSH_SECONDS = 0.1
+FLUSH_CHARACTERS = 64 * 1024
+_HANDLERS: list[Any] = []  # every access handler of this process, flushed when a worker ends
+_CLASS: list[Any] = []
+
+
+def access_handler(stream: Any) -> Any:
+    """The access log's handler: the records formatted as they come, written in batches (see the README)."""
+    if not _CLASS:
+        _CLASS.append(_handler_class())
+    handler = _CLASS[0](stream)
+    _HANDLERS.append(handler)
+    return handler
+
+
+def flush_all() -> None:
+    for handler in list(_HANDLERS):
+        handler.flush()
+
+
+def _handler_class() -> Any:
+    import logging
+    import threading
+
+    class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+        """A StreamHandler that writes what gathered in one write call: a system call, and a wake-up of the
+        reader of a pipe (the container runtime), for each batch instead of each record.
+
+        Lines are formatted in the caller's context (trace ids, as they are) and
+        kept per process: a forked child drops what its parent had not written.
+        A thread writes them every FLUSH_SECONDS; the end of the process writes
+        the rest (logging's atexit, a multiprocessing child's finalizers, and
+        Uvicorn's shutdown, after which Uvicorn dies of the signal it caught).
+        """
+
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self.lines: list[str] = []
+            self.characters = 0
+            self.pid = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                line = self.format(record) + "\n"
+            except Exception:
+                self.handleError(record)
+                return
+            if self.pid != os.getpid():
+                self.started()
+            self.lines.append(line)
+            self.characters += len(line)
+            if self.characters >= FLUSH_CHARACTERS:
+                self.flush()
+
+        def flush(self) -> None:
+            with self.lock:  # type: ignore[union-attr]
+                if self.pid != os.getpid():
+                    self.lines, self.characters = [], 0  # a fork's copy: the parent writes them
+                elif self.lines:
+                    text, self.lines, self.characters = "".join(self.lines), [], 0
+                    try:
+                        self.stream.write(text)
+                        self.stream.flush()
+                    except Exception:
+                        self.handleError(logging.makeLogRecord({"msg": "access log: write failed"}))
+
+        def started(self) -> None:
+            """The first record of this process: its writer thread, and its flush at the end."""
+            import sys
+
+            self.pid, self.lines, self.characters = os.getpid(), [], 0
+            threading.Thread(target=self.write_every, args=(self.pid,), name="access log", daemon=True).start()
+            if "multiprocessing" in sys.modules and sys.modules["multiprocessing"].parent_process() is not None:
+                # Granian's forked worker ends with os._exit: no atexit, only multiprocessing's finalizers
+                sys.modules["multiprocessing"].util.Finalize(None, flush_all, exitpriority=10)
+            if "uvicorn.server" in sys.modules:
+                _flush_after_uvicorn_shutdown(sys.modules["uvicorn.server"].Server)
+
+        def close(self) -> None:
+            self.flush()
+            self.pid = -1  # its writer thread ends
+            super().close()
+
+        def write_every(self, pid: int) -> None:
+            import time
+
+            while self.pid == pid:
+                time.sleep(FLUSH_SECONDS)
+                if self.lines:
+                    self.flush()
+
+    return BatchingHandler
+
+
+def _flush_after_uvicorn_shutdown(server_class: Any) -> None:
+    shutdown = server_class.shutdown
+    if getattr(shutdown, "flushes_access_log", False):
+        return
+
+    async def shutdown_then_flush(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await shutdown(self, *args, **kwargs)
+        finally:
+            flush_all()
+
+    shutdown_then_flush.flushes_access_log = True  # type: ignore[attr-defined]
+    server_class.shutdown = shutdown_then_flush
+
+
+# <<< the access log
 
 
 def run_source_if_bytecode_is_stale(argv: Sequence[str]) -> None:

@@ -7,7 +7,9 @@ import json
 import logging
 import logging.config
 import os
+import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,14 @@ import start
 
 @pytest.fixture(autouse=True)
 def runtime_module(monkeypatch):
-    # In the servers `asgi_start` is start.py, found through the runtime directory.
+    # In the servers `asgi_start` is start.py, found through the runtime directory, and
+    # `asgi_start_access` its section written out
     monkeypatch.setitem(sys.modules, "asgi_start", start)
+    access = types.ModuleType("asgi_start_access")
+    exec(compile(start.access_source(), "asgi_start_access.py", "exec"), access.__dict__)  # noqa: S102 -- our own
+    monkeypatch.setitem(sys.modules, "asgi_start_access", access)
+    yield
+    access.flush_all()
 
 
 def facts(tmp_path: Path) -> start.Facts:
@@ -176,6 +184,7 @@ def test_granian_access_lines_read_like_the_other_servers(tmp_path, query, line)
     logging.config.dictConfig(config)
     logging.config.dictConfig(config)  # as Granian does in each forked worker: the filter is then there twice
     logging.getLogger("granian.access").info(start.GRANIAN_ACCESS_FORMAT, {**GRANIAN_ARGS, "query_string": query})
+    sys.modules["asgi_start_access"].flush_all()
     [text] = stream.getvalue().splitlines()
     assert text.endswith(f" INFO granian.access [{os.getpid()}] 127.0.0.1 - {line}")
 
@@ -210,6 +219,8 @@ def test_the_configuration_applies_to_the_app_and_the_access_log(tmp_path):
     logging.getLogger("uvicorn.access").info(*UVICORN_ACCESS[1:2], *UVICORN_ACCESS[2])
     logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "c", "GET", "/health", "1.1", 200)
     [app_line] = stderr.getvalue().splitlines()
+    assert stdout.getvalue() == ""  # the access log is written in batches
+    sys.modules["asgi_start_access"].flush_all()
     [access_line] = stdout.getvalue().splitlines()  # /health was dropped
     assert json.loads(app_line)["message"] == "hello world" and json.loads(app_line)["logger"] == "myapp.views"
     assert json.loads(access_line)["path"] == "/items"
@@ -305,3 +316,92 @@ def test_text_records_stay_on_one_line_with_their_traceback():
     assert "\n" not in line
     assert " ERROR app [" in line and "failed:\\nx\\nTraceback (most recent call last):\\n" in line
     assert line.endswith("ValueError: broken\\nacross lines")
+
+
+# --- the access log's handler (module asgi_start_access) -------------------------------------------
+
+
+class Writes(io.StringIO):
+    """A stream that counts its write calls."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+ACCESS_CALLS = [
+    ("uvicorn.access", UVICORN_ACCESS[1], UVICORN_ACCESS[2]),
+    ("gunicorn.access", start.GUNICORN_ACCESS_FORMAT, (GUNICORN_ATOMS,)),
+    ("hypercorn.access", start.HYPERCORN_ACCESS_FORMAT, ({**HYPERCORN_ATOMS, "Uq": "/items?id=3"},)),
+    ("granian.access", start.GRANIAN_ACCESS_FORMAT, (GRANIAN_ARGS,)),
+]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_access_records_are_written_in_batches_and_read_as_a_stream_handler_would_write_them(tmp_path, log_format):
+    """Lines batched by the access log's handler read exactly as a StreamHandler writes them, for each
+    server's arguments (the formatters cache the time string); many records, one write."""
+    config = config_for(tmp_path, LOG_FORMAT=log_format)
+    batched = Writes()
+    config["handlers"]["access"]["stream"] = batched
+    logging.config.dictConfig(config)
+    plain = Writes()
+    reference = logging.StreamHandler(plain)
+    reference.setFormatter(logging.getLogger("uvicorn.access").handlers[0].formatter)
+    access = sys.modules["asgi_start_access"]
+    for name, message, args in ACCESS_CALLS * 50:
+        logging.getLogger(name).info(message, *args)
+        made = logging.LogRecord(name, logging.INFO, __file__, 1, message, args[0] if len(args) == 1 else args, None)
+        if logging.getLogger(name).filter(made):  # Granian's request line
+            reference.handle(made)
+    assert batched.writes == 0
+    access.flush_all()
+    assert batched.writes == 1
+
+    def comparable(line: str) -> str:
+        if log_format == "json":
+            entry = json.loads(line)
+            del entry["time"]
+            return json.dumps(entry, sort_keys=True)
+        return line.split(" ", 1)[1]
+
+    batched_lines, plain_lines = batched.getvalue().splitlines(), plain.getvalue().splitlines()
+    assert len(batched_lines) == 200
+    assert [comparable(line) for line in batched_lines] == [comparable(line) for line in plain_lines]
+
+
+def test_a_forked_child_drops_what_its_parent_had_not_written(tmp_path):
+    config = config_for(tmp_path)
+    read, write = os.pipe()
+    stream = open(write, "w")  # noqa: SIM115 -- closed below, after the handler
+    config["handlers"]["access"]["stream"] = stream
+    logging.config.dictConfig(config)
+    logging.getLogger("uvicorn.access").info(UVICORN_ACCESS[1], "parent", "GET", "/", "1.1", 200)
+    child = os.fork()
+    if child == 0:  # pragma: no cover -- the child
+        logging.getLogger("uvicorn.access").info(UVICORN_ACCESS[1], "child", "GET", "/", "1.1", 200)
+        sys.modules["asgi_start_access"].flush_all()
+        os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    sys.modules["asgi_start_access"].flush_all()
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})  # closes the handler
+    stream.close()
+    with open(read) as pipe:
+        lines = pipe.read().splitlines()
+    assert sorted(line.split(" ")[4] for line in lines) == ["child", "parent"]  # each written once
+
+
+def test_the_access_module_stands_alone(tmp_path):
+    source = start.access_source()
+    assert "def parse_settings" not in source and "VARIABLES" not in source
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff is not installed beside this interpreter (the Python 3.9 image run)")
+    written = tmp_path / "asgi_start_access.py"
+    written.write_text(source)
+    check = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--select", "F821,F401,F811", str(written)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
