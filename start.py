@@ -4458,7 +4458,7 @@ def observe_workers(server: str) -> None:
 
 
 def uvicorn_subprocess_started(**kwargs: Any) -> None:
-    """A spawned Uvicorn worker's first code, then Uvicorn's own (uvicorn._subprocess.subprocess_started)."""
+    """A spawned Uvicorn worker's first code, then Uvicorn's own (`subprocess_started` of its `_subprocess` module)."""
     import importlib
 
     worker_started()
