@@ -4053,8 +4053,9 @@ def _recycle_gunicorn_workers() -> None:
 
 def _worker_ended(pid: int | None) -> None:
     """PROMETHEUS_MULTIPROC_DIR: a worker that ended leaves the live gauges (see asgi_start_observe)."""
-    if pid and "metrics" in os.environ.get("ASGI_START_OBSERVE", "").split(","):
-        __import__("asgi_start_observe").worker_ended(pid)
+    runtime: Any = __import__("asgi_start")  # its names, written once there; loaded by the hand-over
+    if pid and "metrics" in os.environ.get(runtime.OBSERVE_VARIABLE, "").split(","):
+        __import__(runtime.OBSERVE_MODULE).worker_ended(pid)
 
 
 def how_it_ended(exitcode: int | None) -> str:

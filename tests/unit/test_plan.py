@@ -840,3 +840,35 @@ def test_ipv6_loopback_is_trusted_by_default_under_every_server(app_dir):
     assert "--forwarded-allow-ips 127.0.0.1,::1" in gunicorn.env["GUNICORN_CMD_ARGS"]
     dual = start.parse_settings({"HOST": "::"}).forwarded_allow_ips
     assert dual.split(",") == ["127.0.0.1", "::1", "::ffff:127.0.0.1"]
+
+
+# --- WORKER_MAX_MEMORY and WORKER_LIFETIME: where they go ------------------------
+
+
+def test_recycling_reaches_the_worker_keeper_or_granians_flags(app_dir):
+    env = {"WORKER_MAX_MEMORY": "300M", "WORKER_LIFETIME": "3600"}
+    for server in ("gunicorn", "uvicorn", "hypercorn"):
+        planned = plan(app_dir, {**env, "SERVER": server})
+        assert json.loads(planned.env[start.RECYCLE_VARIABLE]) == {"lifetime": 3600, "max_memory": 300 << 20}
+    planned = plan(app_dir, {**env, "SERVER": "granian"})
+    assert start.RECYCLE_VARIABLE not in planned.env
+    flags = " ".join(planned.argv)
+    assert "--workers-max-rss 300" in flags and "--workers-lifetime 3600" in flags
+    assert "--rss-samples 3 --rss-sample-interval 10" in flags
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"WORKER_LIFETIME": "59"}, "WORKER_LIFETIME='59' is not valid; expected a whole number from 60 to"),
+        ({"WORKER_MAX_MEMORY": "lots"}, "WORKER_MAX_MEMORY='lots' is not valid; expected a size such as 256M"),
+        ({"WORKER_LIFETIME": "600", "WITH_RELOAD": "true"}, "WORKER_LIFETIME does not work with WITH_RELOAD=true"),
+        (
+            {"WORKER_MAX_MEMORY": "1G", "SERVER": "uvicorn", "WEB_CONCURRENCY": "1"},
+            "WORKER_MAX_MEMORY under SERVER=uvicorn needs 2 workers or more",
+        ),
+    ],
+)
+def test_bad_recycling_settings_are_one_line_each(app_dir, env, problem):
+    problems = plan_problems(app_dir, env)
+    assert len(problems) == 1 and problem in problems[0], problems

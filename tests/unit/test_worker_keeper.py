@@ -3,7 +3,6 @@ The keeper at work, under real servers, is in tests/e2e/test_reliability.py."""
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -157,50 +156,3 @@ def test_no_replacement_while_a_worker_settles_in_and_gone_workers_are_forgotten
     assert recycler.due({1: 0.0, 2: 100.0}, 102.0) is None  # worker 2 started 2 s ago
     assert recycler.due({1: 0.0, 2: 100.0}, 100.0 + start.SETTLE_SECONDS)[0] == 1
     assert recycler.due({2: 100.0}, 106.0) is None and 1 not in recycler.deadlines
-
-
-def facts_for(app_dir: Path) -> start.Facts:
-    return start.Facts(
-        app_dir=str(app_dir),
-        start_dir=str(app_dir / "none"),
-        cpus=start.CpuCount(2, "CPU affinity"),
-        installed=lambda name: True,
-        search_path=start.module_search_path(str(app_dir)),
-        dev_shm=False,
-        version=lambda name: {"gunicorn": (27, 0, 1), "granian": (2, 8, 7)}.get(name, (0,)),
-    )
-
-
-def test_the_settings_reach_the_keeper_or_granians_flags(tmp_path):
-    (tmp_path / "main.py").write_text("app = None\n")
-    facts = facts_for(tmp_path)
-    env = {"WORKER_MAX_MEMORY": "300M", "WORKER_LIFETIME": "3600"}
-    for server in ("gunicorn", "uvicorn", "hypercorn"):
-        plan = start.plan_launch(start.parse_settings({**env, "SERVER": server}), facts)
-        assert json.loads(plan.env[start.RECYCLE_VARIABLE]) == {"lifetime": 3600, "max_memory": 300 << 20}
-    plan = start.plan_launch(start.parse_settings({**env, "SERVER": "granian"}), facts)
-    assert start.RECYCLE_VARIABLE not in plan.env
-    flags = " ".join(plan.argv)
-    assert "--workers-max-rss 300" in flags and "--workers-lifetime 3600" in flags
-    assert "--rss-samples 3 --rss-sample-interval 10" in flags
-
-
-@pytest.mark.parametrize(
-    ("env", "problem"),
-    [
-        ({"WORKER_LIFETIME": "59"}, "WORKER_LIFETIME='59' is not valid; expected a whole number from 60 to"),
-        ({"WORKER_MAX_MEMORY": "lots"}, "WORKER_MAX_MEMORY='lots' is not valid; expected a size such as 256M"),
-        ({"WORKER_LIFETIME": "600", "WITH_RELOAD": "true"}, "WORKER_LIFETIME does not work with WITH_RELOAD=true"),
-        (
-            {"WORKER_MAX_MEMORY": "1G", "SERVER": "uvicorn", "WEB_CONCURRENCY": "1"},
-            "WORKER_MAX_MEMORY under SERVER=uvicorn needs 2 workers or more",
-        ),
-    ],
-)
-def test_bad_recycling_settings_are_one_line_each(tmp_path, env, problem):
-    (tmp_path / "main.py").write_text("app = None\n")
-    problems: list[str] = []
-    settings = start.parse_settings(env, problems)
-    if not problems:
-        start.plan_launch(settings, facts_for(tmp_path), problems=problems)
-    assert [line for line in problems if problem in line] == problems[:1] and len(problems) == 1, problems
